@@ -1,0 +1,81 @@
+"""Engine and connection helpers.  Every SQLite-specific line lives here.
+
+The rest of the code speaks portable SQLAlchemy, so the same code can later point
+at PostgreSQL: :func:`write_transaction` is ``engine.begin()`` there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import NullPool
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        # WAL lets readers go on while one writer commits; NORMAL sync is durable
+        # across application crashes (not power loss), the usual desktop trade-off.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.execute("PRAGMA cache_size=-16000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cur.close()
+
+
+def make_engine(url_or_path: str | Path, *, pooled: bool = True) -> Engine:
+    """An Engine for a database URL (or a SQLite file path) with our pragmas applied.
+
+    ``pooled=False`` gives every checkout its own connection (for short-lived
+    processes that must not keep files open).
+    """
+    url = str(url_or_path)
+    if "://" not in url:
+        url = f"sqlite:///{Path(url)}"
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+        if not pooled:
+            kwargs["poolclass"] = NullPool
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front.
+
+    On SQLite a deferred transaction that reads and then writes can fail with
+    SQLITE_BUSY without waiting when another process committed in between;
+    ``BEGIN IMMEDIATE`` waits for the lock first (busy_timeout), so read-then-write
+    logic stays atomic across processes.
+    """
+    if not is_sqlite(engine):
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        else:
+            conn.exec_driver_sql("COMMIT")

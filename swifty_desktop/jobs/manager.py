@@ -1,0 +1,505 @@
+"""JobManager: the engine's face to the rest of the app (GUI, CLI, scheduler).
+
+``submit`` writes one ``queued`` row and returns.  When a worker slot is free the
+manager claims due jobs atomically in the database (within the worker count and
+per-kind limits) and starts a :class:`JobRunner` on its QThreadPool for each; a
+runner supervises its job in a worker process, persists the job's transitions
+off the GUI thread, and takes the next due job for its slot when it is done.
+The manager re-emits what runners report as its own signals.  It works under
+QCoreApplication (CLI, headless worker) and under the GUI alike.
+
+Several engines (the app, ``worker``, ``jobs submit --wait``) may share one data
+directory: claims are atomic, running jobs carry a lease renewed by a heartbeat
+thread, and jobs of a dead engine are declared ``interrupted`` (and re-queued when
+their kind is safe to re-run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QObject, QThreadPool, QTimer, Signal, Slot
+from sqlalchemy import Engine
+
+from swifty_desktop.jobs.dispatch import Dispatcher
+from swifty_desktop.jobs.model import FINAL_STATES, RETRYABLE_STATES, JobRecord, JobStatus, Trigger
+from swifty_desktop.jobs.pool import WorkerPool
+from swifty_desktop.jobs.runner import EngineServices, JobRunner, RunnerSignals
+from swifty_desktop.jobs.store import JobStateError, JobStore, new_engine_id
+from swifty_desktop.jobs.worker import TEMP_MARK
+from swifty_desktop.paths import DataDir
+from swifty_desktop.tasks import get_kind, registry
+
+log = logging.getLogger(__name__)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews this engine's leases off the GUI thread, so a busy window never loses them."""
+
+    def __init__(self, store: JobStore, engine_id: str, interval: float, lease_s: float) -> None:
+        super().__init__(name="engine-heartbeat", daemon=True)
+        self._store, self._engine_id = store, engine_id
+        self._interval, self._lease_s = interval, lease_s
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                self._store.heartbeat(self._engine_id, self._lease_s)
+            except Exception:  # the database may be busy; the next beat tries again
+                log.warning("heartbeat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class JobManager(QObject):
+    """Submits, runs, retries and cancels jobs; tells listeners through signals.
+
+    Signals carry job ids; read the row with :meth:`job` (jobs running here are
+    served from memory, without a query).  ``timeouts`` and ``concurrency`` override
+    the kinds' own time limits and per-kind limits (settings, tests).
+    """
+
+    jobAdded = Signal(int)
+    jobChanged = Signal(int)
+    jobProgress = Signal(int, object, str)  # id, fraction or None, message
+    jobLog = Signal(int, str)
+    jobFinished = Signal(int, str)  # id, final status value
+    countsChanged = Signal()
+
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: DataDir,
+        *,
+        workers: int | None = None,
+        role: str = "app",
+        roots: Iterable[int] | None = None,
+        lease_s: float = 15.0,
+        heartbeat_s: float = 2.0,
+        poll_s: float = 0.5,
+        grace_s: float = 5.0,
+        watch_external: bool = True,
+        timeouts: Mapping[str, float] | None = None,
+        concurrency: Mapping[str, int] | None = None,
+        rand: random.Random | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = JobStore(engine)
+        self.data_dir = data_dir
+        self.engine_id = new_engine_id(role)
+        self.role = role
+        self.max_workers = max(1, int(workers or os.cpu_count() or 1))
+        self._lease_s, self._heartbeat_s = lease_s, heartbeat_s
+        self._watch_external = watch_external
+
+        self.pool = WorkerPool(self.max_workers)
+        self._threads = QThreadPool(self)
+        self._threads.setMaxThreadCount(self.max_workers)
+        self._dispatcher = Dispatcher(self.store, self.engine_id, self.max_workers, lease_s,
+                                      roots, concurrency)
+        self._signals = RunnerSignals(self)
+        self._signals.progress.connect(self._on_progress)
+        self._signals.log.connect(self._on_log)
+        self._signals.finished.connect(self._on_finished)
+        self._signals.unknown.connect(self._fail_unknown)
+        self._stopping_event = threading.Event()
+        self._svc = EngineServices(
+            store=self.store, dispatcher=self._dispatcher, pool=self.pool,
+            signals=self._signals, data_dir=str(data_dir.root), db_url=self._worker_db_url(),
+            grace_s=grace_s, stopping=self._stopping_event, running={},
+            rand=rand or random.Random(), timeouts=dict(timeouts or {}),
+        )
+        self._runners: list[JobRunner] = []  # alive runners, kept referenced until done
+        self._snapshots: dict[int, JobRecord] = {}
+        self._observed: OrderedDict[int, tuple[float, str]] = OrderedDict()
+        self._known_max_id = 0
+        self._last_external_poll = time.time()
+        self._started = False
+        self._stopping = False
+        self._heartbeat: _Heartbeat | None = None
+        self._ticks = 0
+
+        self._dispatch_timer = QTimer(self, singleShot=True, interval=0)
+        self._dispatch_timer.timeout.connect(self._dispatch)
+        self._poll_timer = QTimer(self, interval=max(10, int(poll_s * 1000)))
+        self._poll_timer.timeout.connect(self._poll)
+        self._retry_timer = QTimer(self, singleShot=True)
+        self._retry_timer.timeout.connect(self.schedule_dispatch)
+        self._counts_timer = QTimer(self, singleShot=True, interval=100)
+        self._counts_timer.timeout.connect(self.countsChanged)
+
+    def _worker_db_url(self) -> str:
+        return self.store.engine.url.render_as_string(hide_password=False)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> list[JobRecord]:
+        """Recover jobs of dead engines, warm the worker pool and begin dispatching.
+
+        Returns the jobs found interrupted (those of kinds safe to re-run are re-queued).
+        """
+        if self._started:
+            return []
+        self._started = True
+        self.store.register_engine(self.engine_id, self.role)
+        recovered = self._recover()
+        self.pool.start()
+        self._heartbeat = _Heartbeat(self.store, self.engine_id, self._heartbeat_s, self._lease_s)
+        self._heartbeat.start()
+        latest = self.store.list(limit=1)
+        self._known_max_id = latest[0].id if latest else 0
+        for job_id in self.store.active_ids():
+            self._observe(job_id, 0.0, "active")
+        self._last_external_poll = time.time()
+        self._poll_timer.start()
+        self._arm_retry_timer()
+        self.schedule_dispatch()
+        return recovered
+
+    def drain(self, timeout: float) -> bool:
+        """Stop taking new jobs and wait up to ``timeout`` s for running ones to end.
+
+        Returns True when nothing runs any more.  Call :meth:`stop` afterwards.
+        """
+        self._stopping_event.set()
+        self._dispatch_timer.stop()
+        deadline = time.monotonic() + timeout
+        while self._alive_runners() and time.monotonic() < deadline:
+            self._threads.waitForDone(50)
+            QCoreApplication.sendPostedEvents(self)
+            QCoreApplication.processEvents()
+        return not self._alive_runners()
+
+    def stop(self, *, cancel_running: bool = True, interrupt: bool = False,
+             timeout: float = 10.0) -> None:
+        """Stop taking jobs; stop the running ones; stop the workers.
+
+        Running jobs are asked to stop (cooperatively, then killed after the grace
+        period) and end ``cancelled`` — or ``interrupted`` with ``interrupt=True``
+        (an engine shutting down rather than a user cancelling: kinds safe to re-run
+        are queued again).  With ``cancel_running=False`` they may finish for up to
+        ``timeout`` seconds.  Jobs still running after that are killed and marked
+        interrupted.
+        """
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        self._stopping_event.set()
+        for timer in (self._dispatch_timer, self._poll_timer, self._retry_timer):
+            timer.stop()
+        if interrupt:
+            self._svc.shutdown_status = JobStatus.INTERRUPTED.value
+        if cancel_running or interrupt:
+            for runner in self._alive_runners():
+                runner.request_cancel("shutdown")
+        deadline = time.monotonic() + timeout
+        while self._alive_runners() and time.monotonic() < deadline:
+            self._threads.waitForDone(20)
+            QCoreApplication.sendPostedEvents(self)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self.pool.shutdown(timeout=1.0)
+        self._threads.waitForDone(5000)
+        QCoreApplication.sendPostedEvents(self)
+        with self._dispatcher.lock:
+            leftover = list(self._svc.running)
+        if leftover:
+            self.store.recover_own(self.engine_id, leftover)
+            for job_id in leftover:
+                self.jobChanged.emit(job_id)
+                self.jobFinished.emit(job_id, JobStatus.INTERRUPTED.value)
+        self.store.unregister_engine(self.engine_id)
+        self._started = False
+
+    @property
+    def is_running(self) -> bool:
+        return self._started and not self._stopping
+
+    def _alive_runners(self) -> list[JobRunner]:
+        self._runners = [r for r in self._runners if not r.done.is_set()]
+        return self._runners
+
+    # ------------------------------------------------------------------- public API
+    def submit(self, kind: str, params: Mapping[str, Any] | None = None,
+               trigger: Trigger | None = None, *, title: str | None = None) -> int:
+        """Validate and queue a job; return its id after one short transaction.
+
+        Raises ParamError (unknown kind, bad parameter) before anything is written.
+        """
+        spec = get_kind(kind)
+        clean = spec.validate(params)
+        trigger = trigger or Trigger("api")
+        job_id = self.store.insert(kind, title or spec.make_title(clean), clean, trigger)
+        self._announce_added(job_id)
+        self.schedule_dispatch()
+        return job_id
+
+    def retry(self, job_id: int) -> int:
+        """Queue a new attempt of a failed, cancelled or interrupted job; return its id."""
+        latest = self.store.latest_attempt(job_id)
+        if latest.status not in RETRYABLE_STATES:
+            if latest.id != job_id:
+                raise JobStateError(
+                    f"job #{job_id} was already retried as #{latest.id}, which is "
+                    f"{latest.status.value}")
+            JobStore.check_retryable(latest)
+        new_id = self.store.create_retry(latest, automatic=False)
+        self.jobChanged.emit(latest.id)
+        self._announce_added(new_id)
+        self.schedule_dispatch()
+        return new_id
+
+    def cancel(self, job_id: int) -> str:
+        """Cancel a queued job now, or ask a running one to stop.
+
+        Returns ``"cancelled"`` (it was queued), ``"stopping"`` (running here) or
+        ``"requested"`` (running in another engine, which will stop it).
+        """
+        job = self.store.get(job_id)
+        JobStore.check_cancellable(job)
+        if job.status is JobStatus.QUEUED and self.store.cancel_queued(job_id):
+            self._observe(job_id, time.time(), JobStatus.CANCELLED.value)
+            self.jobChanged.emit(job_id)
+            self.jobFinished.emit(job_id, JobStatus.CANCELLED.value)
+            self._counts_changed()
+            return "cancelled"
+        with self._dispatcher.lock:
+            runner = self._svc.running.get(job_id)
+        if runner is not None:
+            runner.request_cancel(job_id=job_id)
+            snap = self._snapshots.get(job_id)
+            if snap is not None:
+                self._on_progress(job_id, snap.progress, "Cancelling…")
+            return "stopping"
+        if self.store.request_cancel(job_id):
+            return "requested"
+        JobStore.check_cancellable(self.store.get(job_id))  # it ended meanwhile: say so
+        return "requested"
+
+    def job(self, job_id: int) -> JobRecord:
+        """The job's current snapshot (from memory while it runs here)."""
+        snap = self._snapshots.get(job_id)
+        return snap if snap is not None else self.store.get(job_id)
+
+    def running_ids(self) -> list[int]:
+        with self._dispatcher.lock:
+            return list(self._svc.running)
+
+    def schedule_dispatch(self) -> None:
+        """Ask for a dispatch pass on the next event-loop turn (calls coalesce)."""
+        if self._started and not self._stopping and not self._dispatch_timer.isActive():
+            self._dispatch_timer.start()
+
+    # -------------------------------------------------------------------- dispatch
+    @Slot()
+    def _dispatch(self) -> None:
+        """Fill free worker slots with due jobs (runners then keep their slot busy)."""
+        if not self._started or self._stopping:
+            return
+        disp = self._dispatcher
+        if self.max_workers - disp.slots_in_use <= 0:  # racy read; the lock decides
+            return
+        with disp.lock:
+            free = self.max_workers - disp.slots_in_use
+            if free <= 0:
+                return
+            try:
+                claimed, unknown = disp.claim_locked(free)
+            except Exception:  # e.g. the database is locked for longer than its timeout
+                log.warning("could not claim jobs; will try again", exc_info=True)
+                QTimer.singleShot(1000, self.schedule_dispatch)
+                return
+            disp.slots_in_use += len(claimed)
+            runners = [JobRunner([job], self._svc) for job in claimed]
+            for runner, job in zip(runners, claimed):
+                self._svc.running[job.id] = runner
+        for runner, job in zip(runners, claimed):
+            self._runners.append(runner)
+            self._on_started(job)
+            self._threads.start(runner)
+        if unknown:
+            self._fail_unknown(unknown)
+        if disp.skipped and len(claimed) < free:
+            QTimer.singleShot(250, self.schedule_dispatch)  # lost a race, or kinds were full
+
+    @Slot(object)
+    def _fail_unknown(self, claimed: list[JobRecord]) -> None:
+        outcomes = [{"id": j.id, "status": JobStatus.FAILED.value, "error": {
+            "type": "UnknownKind",
+            "message": (f"this version of Swifty Desktop has no job kind '{j.kind}' (the job "
+                        "may come from a newer version); update the app to run it"),
+            "traceback": "", "transient": False}} for j in claimed]
+        for job_id in self.store.finish_many(self.engine_id, outcomes):
+            self.jobChanged.emit(job_id)
+            self.jobFinished.emit(job_id, JobStatus.FAILED.value)
+
+    def _arm_retry_timer(self, due: float | None = None) -> None:
+        """Dispatch again when the next delayed retry becomes due."""
+        if due is None:
+            due = self.store.soonest_retry()
+        if due is None:
+            return
+        delay_ms = max(0, int((due - time.time()) * 1000) + 5)
+        if not self._retry_timer.isActive() or self._retry_timer.remainingTime() > delay_ms:
+            self._retry_timer.start(delay_ms)
+
+    def _counts_changed(self) -> None:
+        """Coalesce: listeners re-count at most ten times a second."""
+        if not self._counts_timer.isActive():
+            self._counts_timer.start()
+
+    # --------------------------------------------------------------- from runners
+    def _on_started(self, job: JobRecord) -> None:
+        self._snapshots[job.id] = job
+        self._observe(job.id, job.updated_at, "active")
+        self.jobChanged.emit(job.id)
+        self._counts_changed()
+
+    @Slot(int, object, str)
+    def _on_progress(self, job_id: int, fraction: float | None, message: str) -> None:
+        snap = self._snapshots.get(job_id)
+        if snap is not None:
+            self._snapshots[job_id] = dataclasses.replace(snap, progress=fraction,
+                                                          message=message)
+        self.jobProgress.emit(job_id, fraction, message)
+
+    @Slot(int, str)
+    def _on_log(self, job_id: int, line: str) -> None:
+        self.jobLog.emit(job_id, line)
+
+    @Slot(object)
+    def _on_finished(self, report: dict[str, Any]) -> None:
+        """A runner finished a batch: announce outcomes, retries and its next jobs."""
+        for outcome in report["outcomes"]:
+            job_id = int(outcome["id"])
+            self._snapshots.pop(job_id, None)
+            if outcome.get("persisted"):
+                self._observe(job_id, time.time(), outcome["status"])
+                self.jobChanged.emit(job_id)
+                self.jobFinished.emit(job_id, outcome["status"])
+            retry = outcome.get("retry")
+            if retry:
+                new_id, due = retry
+                self._announce_added(new_id)
+                self._arm_retry_timer(due)
+        for job_id in report["requeued"]:
+            self._snapshots.pop(job_id, None)
+            self._observe(job_id, time.time(), "active")
+            self.jobChanged.emit(job_id)
+        for job in report["next"]:
+            self._on_started(job)
+        self._counts_changed()
+        self.schedule_dispatch()
+
+    # -------------------------------------------------------------------- polling
+    @Slot()
+    def _poll(self) -> None:
+        """Pick up work and changes from other processes; honour remote cancels."""
+        if not self._started or self._stopping:
+            return
+        self._ticks += 1
+        try:
+            with self._dispatcher.lock:
+                running = dict(self._svc.running)
+            if running:
+                for job_id in self.store.cancel_requests(self.engine_id):
+                    runner = running.get(job_id)
+                    if runner is not None:
+                        runner.request_cancel(job_id=job_id)
+            if self._ticks % 10 == 0:
+                self._recover()
+            if self._watch_external:
+                self._poll_external(running)
+        except Exception:
+            log.warning("polling the job table failed; will try again", exc_info=True)
+        self.schedule_dispatch()
+
+    def _poll_external(self, running: Mapping[int, JobRunner]) -> None:
+        """Re-emit changes other processes made (the CLI, a headless worker)."""
+        started = time.time()
+        rows = self.store.changed_since(self._last_external_poll - 2.0)
+        self._last_external_poll = started
+        added: list[int] = []
+        for job in rows:
+            if job.id in running or job.id in self._snapshots:
+                continue
+            prev = self._observed.get(job.id)
+            if prev is not None and prev[0] >= job.updated_at:
+                continue
+            state = "active" if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) else \
+                job.status.value
+            self._observe(job.id, job.updated_at, state)
+            if job.id > self._known_max_id:
+                added.append(job.id)
+                continue
+            if prev is not None and prev[1] == state and state != "active":
+                continue
+            self.jobChanged.emit(job.id)
+            if job.status is JobStatus.RUNNING:
+                self.jobProgress.emit(job.id, job.progress, job.message or "")
+            if prev is not None and prev[1] == "active" and job.status in FINAL_STATES:
+                self.jobFinished.emit(job.id, job.status.value)
+        for job_id in sorted(added):
+            self._announce_added(job_id)
+        if rows:
+            self._counts_changed()
+
+    def _observe(self, job_id: int, updated_at: float, state: str) -> None:
+        self._observed[job_id] = (updated_at, state)
+        self._observed.move_to_end(job_id)
+        if len(self._observed) > 20000:
+            self._observed.popitem(last=False)
+
+    def _announce_added(self, job_id: int) -> None:
+        self._known_max_id = max(self._known_max_id, job_id)
+        self._observe(job_id, time.time(), "active")
+        self.jobAdded.emit(job_id)
+        self._counts_changed()
+
+    # ------------------------------------------------------------------- recovery
+    def _recover(self) -> list[JobRecord]:
+        recovered = self.store.recover(self.engine_id)
+        for job in recovered:
+            self._remove_partial_files(job)
+            spec = registry().get(job.kind)
+            log.warning("job #%s (%s) was interrupted", job.id, job.kind)
+            self._observe(job.id, job.updated_at, JobStatus.INTERRUPTED.value)
+            self.jobChanged.emit(job.id)
+            self.jobFinished.emit(job.id, JobStatus.INTERRUPTED.value)
+            if spec is not None and spec.rerun_safe:
+                try:
+                    new_id = self.store.create_retry(job, automatic=True,
+                                                     trigger=Trigger.recovery(job.id))
+                except JobStateError:
+                    continue
+                self._announce_added(new_id)
+        if recovered:
+            self._counts_changed()
+            self.schedule_dispatch()
+        return recovered
+
+    def _remove_partial_files(self, job: JobRecord) -> None:
+        """Delete what an interrupted job was writing (``.name.part-<id>`` files)."""
+        folders = {self.data_dir.outputs}
+        for value in job.params.values():
+            if isinstance(value, str) and os.path.isabs(value):
+                folders.add(Path(value).parent)
+        suffix = f"{TEMP_MARK}{job.id}"
+        for folder in folders:
+            try:
+                for path in folder.glob(f".*{suffix}"):
+                    if path.name.endswith(suffix):
+                        path.unlink(missing_ok=True)
+            except OSError:
+                continue

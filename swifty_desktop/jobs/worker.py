@@ -1,0 +1,317 @@
+"""The worker-process side of the engine: runs job bodies, one at a time.
+
+A worker is spawned once and reused.  It talks to the runner that supervises it
+over a duplex pipe:
+
+parent -> worker   ``{"job": {...}}`` to run a job, ``None`` to exit
+worker -> parent   ``("progress", fraction, message)``, ``("log", line)``,
+                   ``("temp", temp_path)``, ``("done", outcome)``
+
+Cancellation is a shared value holding the id of the job to stop, set by the
+runner; ``ctx.check_cancelled()`` compares it with its own id.  A runner may send
+the next short job before the current one ends (so the worker never waits for the
+database); the worker still runs one job at a time, in order, and skips a job
+whose cancellation arrived before it started.
+A watchdog thread ends the process as soon as the engine that spawned it dies,
+so no orphan keeps writing.  Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+PROGRESS_INTERVAL_S = 0.05
+TEMP_MARK = ".part-"
+
+
+def temp_path_for(final: Path, job_id: int) -> Path:
+    """Where a job writes a file before it is renamed into place."""
+    return final.parent / f".{final.name}{TEMP_MARK}{job_id}"
+
+
+def unique_path(path: Path) -> Path:
+    """``path`` or, if it exists, ``name (2).ext``, ``name (3).ext``..."""
+    if not path.exists():
+        return path
+    stem, suffix = path.stem, path.suffix
+    if stem.endswith(".rejects"):
+        stem, suffix = stem[: -len(".rejects")], ".rejects" + suffix
+    n = 2
+    while True:
+        candidate = path.with_name(f"{stem} ({n}){suffix}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+class WorkerContext:
+    """The ``ctx`` a job body receives (see :class:`swifty_desktop.tasks.Context`)."""
+
+    def __init__(self, conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> None:
+        self._conn = conn
+        self._cancel = cancel_flag
+        self.job_id: int = int(job["id"])
+        self.attempt: int = int(job.get("attempt", 1))
+        self.kind: str = str(job["kind"])
+        self.data_dir = Path(job["data_dir"])
+        self.resume_state: Any = job.get("checkpoint")
+        self._db_url: str = str(job["db_url"])
+        self._last_progress = 0.0
+        self._pending_progress: tuple[float | None, str] | None = None
+        self.outputs: list[tuple[Path, Path, bool, bool]] = []  # temp, final, primary, chosen
+        self.log_lines: list[str] = []
+
+    # -- reporting --------------------------------------------------------------
+    def progress(self, fraction: float | None, message: str = "") -> None:
+        """Report progress (0..1, or None when unknown) and what is happening now."""
+        if fraction is not None:
+            fraction = min(1.0, max(0.0, float(fraction)))
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_INTERVAL_S or fraction == 1.0:
+            self._last_progress = now
+            self._pending_progress = None
+            self._conn.send(("progress", fraction, str(message)))
+        else:
+            self._pending_progress = (fraction, str(message))
+
+    def flush_progress(self) -> None:
+        if self._pending_progress is not None:
+            fraction, message = self._pending_progress
+            self._pending_progress = None
+            self._conn.send(("progress", fraction, message))
+
+    def log(self, line: str) -> None:
+        """Add a line to the job's log (shown live in the job details)."""
+        line = str(line)
+        self.log_lines.append(line)
+        del self.log_lines[:-50]
+        self._conn.send(("log", line))
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if the user (or a timeout) asked the job to stop."""
+        if self._cancel.value == self.job_id:
+            from swifty_desktop.tasks.base import JobCancelled
+
+            raise JobCancelled("cancelled")
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self._cancel.value == self.job_id)
+
+    # -- state -----------------------------------------------------------------
+    def engine(self):  # type: ignore[no-untyped-def]
+        """This process's SQLAlchemy Engine on the app database (created once)."""
+        return _shared_engine(self._db_url)
+
+    def database_url(self) -> str:
+        return self._db_url
+
+    def checkpoint(self, state: Any, conn: Any = None) -> None:
+        """Save ``state`` durably; a re-run of this job gets it as ``ctx.resume_state``.
+
+        Pass ``conn`` (an open SQLAlchemy Connection in a transaction) to save the
+        checkpoint atomically with the work it describes.
+        """
+        from sqlalchemy import text
+
+        stmt = text("UPDATE jobs SET checkpoint = :cp WHERE id = :id")
+        args = {"cp": json.dumps(state), "id": self.job_id}
+        if conn is not None:
+            conn.execute(stmt, args)
+        else:
+            from swifty_desktop.db.engine import write_transaction
+
+            with write_transaction(self.engine()) as own:
+                own.execute(stmt, args)
+        self.resume_state = state
+
+    # -- outputs ---------------------------------------------------------------
+    def output_path(self, name: str, *, primary: bool | None = None) -> Path:
+        """A path to write an output to.  It is renamed into place when the job succeeds.
+
+        ``name`` is a file name (placed in the data directory's ``outputs/``; an
+        existing file is never overwritten) or an absolute path the user chose.
+        Until the job succeeds the file lives under a temporary name next to its
+        destination, so a failed or killed job never leaves a half-written file.
+        The first output is the primary one (opened by the notification) unless
+        ``primary`` says otherwise.
+        """
+        p = Path(name)
+        chosen = p.is_absolute()
+        final = p if chosen else unique_path(self.data_dir / "outputs" / p.name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = temp_path_for(final, self.job_id)
+        if primary is None:
+            primary = not any(o[2] for o in self.outputs)
+        self.outputs.append((temp, final, primary, chosen))
+        self._conn.send(("temp", str(temp)))
+        return temp
+
+    def final_path(self, temp: Path) -> Path:
+        """The final path an output written to ``temp`` will have."""
+        for t, final, _, _ in self.outputs:
+            if t == Path(temp):
+                return final
+        return Path(temp)
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+def _shared_engine(url: str):  # type: ignore[no-untyped-def]
+    if url not in _ENGINES:
+        from swifty_desktop.db.engine import make_engine
+
+        _ENGINES[url] = make_engine(url)
+    return _ENGINES[url]
+
+
+def _replace_paths(value: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return mapping.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replace_paths(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_paths(v, mapping) for v in value]
+    return value
+
+
+def _remove_temps(ctx: WorkerContext) -> None:
+    for temp, *_ in ctx.outputs:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+
+
+def _promote(ctx: WorkerContext, result: Any) -> tuple[Any, str | None]:
+    """Rename every output into place; return the result with final paths, and the primary."""
+    mapping: dict[str, str] = {}
+    primary: str | None = None
+    for temp, final, is_primary, chosen in ctx.outputs:
+        if not temp.exists():
+            continue
+        if not chosen:  # never overwrite a file of ours; a path the user chose is replaced
+            final = unique_path(final)
+        os.replace(temp, final)
+        mapping[str(temp)] = str(final)
+        if is_primary and primary is None:
+            primary = str(final)
+    return _replace_paths(result, mapping), primary
+
+
+def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one job body and describe how it ended (never raises)."""
+    from swifty_desktop.tasks import get_kind
+    from swifty_desktop.tasks.base import JobCancelled, TransientError
+
+    ctx = WorkerContext(conn, cancel_flag, job)
+    if cancel_flag.value == ctx.job_id:
+        return {"status": "cancelled", "skipped": True}  # cancelled before it began
+    try:
+        spec = get_kind(ctx.kind)
+        func = spec.resolve()
+        result = func(job.get("params") or {}, ctx)
+        ctx.flush_progress()
+        if result is not None and not isinstance(result, dict):
+            result = {"value": result}
+        result, primary = _promote(ctx, result)
+        json.dumps(result)  # a result must be JSON; fail here rather than in the engine
+        return {"status": "completed", "result": result, "output_path": primary}
+    except JobCancelled:
+        _remove_temps(ctx)
+        return {"status": "cancelled"}
+    except BaseException as exc:  # the job body's failure, reported, never raised
+        _remove_temps(ctx)
+        transient = isinstance(exc, TransientError)
+        try:
+            transient = transient or isinstance(exc, get_kind(ctx.kind).transient_types())
+        except Exception:
+            pass
+        if isinstance(exc, MemoryError):
+            message = "the job ran out of memory"
+        else:
+            message = str(exc) or type(exc).__name__
+        etype = type(exc)
+        # our own error types read best bare; others keep their module (requests...)
+        plain = etype.__module__ in ("builtins", "__main__") or \
+            etype.__module__.startswith("swifty_desktop.")
+        name = etype.__qualname__ if plain else f"{etype.__module__}.{etype.__qualname__}"
+        return {
+            "status": "failed",
+            "error": {
+                "type": name,
+                "message": message,
+                "traceback": traceback.format_exc(),
+                "transient": bool(transient),
+            },
+        }
+
+
+def _watch_parent() -> None:
+    """Exit at once when the engine process dies (its end of a pipe closes)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([sentinel])
+        os._exit(70)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _lower_priority(nice: int) -> None:
+    if nice <= 0:
+        return
+    try:
+        if hasattr(os, "nice"):
+            os.nice(nice)
+        elif sys.platform == "win32":  # pragma: no cover - Windows only
+            import ctypes
+
+            below_normal = 0x00004000
+            handle = ctypes.windll.kernel32.GetCurrentProcess()
+            ctypes.windll.kernel32.SetPriorityClass(handle, below_normal)
+    except OSError:
+        pass
+
+
+def worker_main(conn: Connection, cancel_flag: Any, nice: int = 10) -> None:
+    """Entry point of a worker process."""
+    _watch_parent()
+    _lower_priority(nice)
+    import swifty_desktop.tasks  # noqa: F401  (registers every kind)
+
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        started_at = time.time()
+        outcome = run_job(conn, cancel_flag, msg["job"])
+        if not outcome.get("skipped"):
+            outcome["started_at"] = started_at
+        try:
+            conn.send(("done", outcome))
+        except (BrokenPipeError, OSError):
+            return

@@ -1,0 +1,98 @@
+"""The command line is a public contract: its output shapes and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from helpers import run_cli, run_json
+
+JOB_KEYS = {"id", "kind", "title", "status", "trigger", "params", "attempt", "retry_of",
+            "created_at", "started_at", "finished_at", "progress", "message", "output_path",
+            "result", "error"}
+
+
+def job_count(data_dir: Path) -> int:
+    if not (data_dir / "swifty.db").exists():
+        return 0
+    with sqlite3.connect(data_dir / "swifty.db") as conn:
+        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def test_kinds_lists_every_kind_with_parameters(tmp_path: Path) -> None:
+    kinds = run_json(tmp_path, "kinds", "--json")
+    by_name = {k["name"]: k for k in kinds}
+    assert {"noop", "sleep", "fail", "crash", "burn"} <= set(by_name)
+    seconds = next(p for p in by_name["sleep"]["params"] if p["name"] == "seconds")
+    assert seconds == {"name": "seconds", "type": "float", "required": False, "default": 1.0,
+                       "help": "how long to wait"}
+    text = run_cli(tmp_path, "kinds").stdout
+    assert "sleep" in text and "seconds?:float" in text
+
+
+def test_submit_wait_json_prints_the_completed_job(tmp_path: Path) -> None:
+    job = run_json(tmp_path, "jobs", "submit", "sleep", "-p", "seconds=0.2", "--wait", "--json")
+    assert set(job) >= JOB_KEYS
+    assert job["status"] == "completed" and job["kind"] == "sleep"
+    assert job["params"] == {"seconds": 0.2, "checkpoints": False, "ignore_cancel": False}
+    assert job["trigger"]["type"] == "cli"
+    assert job["result"]["slept"] == 0.2 and job["error"] is None
+    assert job["created_at"].endswith("+00:00") and job["finished_at"] >= job["started_at"]
+
+
+def test_submit_wait_exits_non_zero_with_the_error_when_the_job_fails(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "jobs", "submit", "fail", "-p", "message=disk on fire", "--wait")
+    assert proc.returncode == 1
+    assert "failed" in proc.stdout and "disk on fire" in proc.stdout
+    job = json.loads(run_cli(tmp_path, "jobs", "show", "1", "--json").stdout)
+    assert job["error"]["type"] == "TaskError" and job["error"]["message"] == "disk on fire"
+    assert "Traceback" in job["error"]["traceback"] and job["log"] == ["attempt 1"]
+
+
+def test_submit_without_wait_queues_and_list_and_show_read_it(tmp_path: Path) -> None:
+    queued = run_json(tmp_path, "jobs", "submit", "noop", "--json")
+    assert queued["status"] == "queued" and queued["id"] == 1
+    listed = run_json(tmp_path, "jobs", "list", "--json")
+    assert [j["id"] for j in listed] == [1]
+    assert run_json(tmp_path, "jobs", "list", "--status", "failed", "--json") == []
+    assert "Command line" in run_cli(tmp_path, "jobs", "show", "1").stdout
+    cancel = run_cli(tmp_path, "jobs", "cancel", "1")
+    assert cancel.returncode == 0 and "had not started" in cancel.stdout
+    assert run_json(tmp_path, "jobs", "show", "1", "--json")["status"] == "cancelled"
+    retried = run_json(tmp_path, "jobs", "retry", "1", "--wait", "--json")
+    assert (retried["status"], retried["attempt"], retried["retry_of"]) == ("completed", 2, 1)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["jobs", "submit", "teleport"], "unknown job kind 'teleport'; known kinds:"),
+    (["jobs", "submit", "sleep", "-p", "seconds=soon"], "parameter 'seconds' must be a number"),
+    (["jobs", "submit", "sleep", "-p", "nonsense"], "must look like key=value"),
+    (["jobs", "submit", "sleep", "-p", "color=red"], "has no parameter 'color'"),
+    (["jobs", "list", "--status", "sleepy"], "unknown status 'sleepy'"),
+])
+def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path: Path, args, message):
+    proc = run_cli(tmp_path, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert job_count(tmp_path) == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["jobs", "show", "42"], "there is no job #42"),
+    (["jobs", "retry", "42"], "there is no job #42"),
+    (["jobs", "cancel", "42"], "there is no job #42"),
+    (["jobs", "show", "forty-two"], "is not a job id"),
+])
+def test_unknown_ids_are_named(tmp_path: Path, args, message) -> None:
+    proc = run_cli(tmp_path, *args)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_retry_of_a_completed_job_is_refused(tmp_path: Path) -> None:
+    run_json(tmp_path, "jobs", "submit", "noop", "--wait", "--json")
+    proc = run_cli(tmp_path, "jobs", "retry", "1")
+    assert proc.returncode == 2
+    assert "job #1 is completed; only failed, cancelled or interrupted" in proc.stderr

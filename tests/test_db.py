@@ -1,0 +1,78 @@
+"""Schema under Alembic: fresh databases, upgrades that keep data, newer ones refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from swifty_desktop.bootstrap import StartupError, open_database
+from swifty_desktop.db import make_engine, upgrade
+from swifty_desktop.db.migrate import HEAD, KNOWN_REVISIONS, MIGRATIONS_DIR, current_revision
+from swifty_desktop.db.models import Base
+from swifty_desktop.paths import DataDir
+
+
+def test_known_revisions_match_the_migration_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    from swifty_desktop.db.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert tuple(chain) == KNOWN_REVISIONS
+    assert script.get_current_head() == HEAD
+    assert (MIGRATIONS_DIR / "env.py").exists()
+
+
+def test_fresh_database_is_at_head_in_wal_mode_and_matches_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(tmp_path / "fresh.db")
+    assert upgrade(engine) is None
+    assert current_revision(engine) == HEAD
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+    engine.dispose()
+
+
+def test_upgrade_from_the_first_revision_keeps_jobs(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "old.db")
+    upgrade(engine, target="0001_engine")
+    with engine.begin() as conn:
+        assert not inspect(conn).has_table("products")
+        conn.execute(text(
+            "INSERT INTO jobs (kind, title, params, \"trigger\", trigger_type, status, attempt,"
+            " created_at, updated_at, error_transient, cancel_requested) VALUES "
+            "('noop', 'old job', '{}', '{}', 'api', 'completed', 1, 1, 1, 0, 0)"))
+    assert upgrade(engine) == "0001_engine"
+    with engine.connect() as conn:
+        assert inspect(conn).has_table("products")
+        assert conn.execute(text("SELECT title FROM jobs")).scalar() == "old job"
+    engine.dispose()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "data").ensure()
+    open_database(data).dispose()
+    with sqlite3.connect(data.db_path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    before = data.db_path.read_bytes()
+    with pytest.raises(StartupError) as info:
+        open_database(data)
+    message = str(info.value)
+    assert "newer version of Swifty Desktop" in message and "0099_future" in message
+    assert "--data-dir" in message
+    assert data.db_path.read_bytes() == before  # untouched
+
+
+def test_a_file_that_is_not_a_database_gets_a_clear_error(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "data").ensure()
+    data.db_path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StartupError, match="cannot open the database .*move it aside"):
+        open_database(data)

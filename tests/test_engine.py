@@ -1,0 +1,286 @@
+"""The job engine end to end: real SQLite, real worker processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import wait_final, wait_until
+
+from swifty_desktop.jobs.model import JobStatus, Trigger
+from swifty_desktop.jobs.store import JobStateError, JobStore
+from swifty_desktop.tasks import ParamError
+
+
+def test_submit_runs_job_in_a_worker_process_and_stores_result(make_manager, qtbot) -> None:
+    manager = make_manager()
+    events: list[tuple[str, int]] = []
+    manager.jobAdded.connect(lambda i: events.append(("added", i)))
+    manager.jobFinished.connect(lambda i, s: events.append((s, i)))
+    job_id = manager.submit("noop", {}, Trigger.user("Test button"))
+    assert events[0] == ("added", job_id)  # acknowledged before submit returns
+    queued = manager.store.get(job_id)
+    assert queued.status is JobStatus.QUEUED
+    assert queued.trigger.describe() == "You · Test button"
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.result["ok"] is True
+    assert job.result["pid"] != os.getpid()  # the body ran in another process
+    assert job.result["pid"] in manager.pool.pids()  # ...a warm worker that is still there
+    assert job.started_at is not None and job.finished_at >= job.started_at
+    assert job.progress == 1.0
+    wait_until(qtbot, lambda: ("completed", job_id) in events)
+
+
+def test_bad_parameters_are_rejected_before_anything_is_written(make_manager) -> None:
+    manager = make_manager()
+    with pytest.raises(ParamError, match="unknown job kind 'nope'"):
+        manager.submit("nope")
+    with pytest.raises(ParamError, match="parameter 'seconds' must be a number"):
+        manager.submit("sleep", {"seconds": "soon"})
+    with pytest.raises(ParamError, match="has no parameter 'color'"):
+        manager.submit("sleep", {"color": "red"})
+    assert manager.store.count() == 0
+
+
+def test_progress_and_log_lines_reach_signals_and_database(make_manager, qtbot) -> None:
+    manager = make_manager()
+    progress: list[tuple[int, Any, str]] = []
+    manager.jobProgress.connect(lambda i, f, m: progress.append((i, f, m)))
+    logs: list[str] = []
+    manager.jobLog.connect(lambda i, line: logs.append(line))
+    job_id = manager.submit("write", {"size": 2000, "seconds": 0.4})
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.COMPLETED
+    fractions = [f for i, f, _ in progress if i == job_id]
+    assert len(fractions) >= 3 and fractions == sorted(fractions)
+    assert any("2,000 of 2,000 bytes" in m for _, _, m in progress)
+    fail_id = manager.submit("fail", {"message": "boom"})  # logs "attempt 1", then fails
+    failed = wait_final(qtbot, manager, fail_id)
+    assert "attempt 1" in logs
+    assert [line for _, _, line in manager.store.logs(fail_id)] == ["attempt 1"]
+    assert "Last log lines" in failed.error.traceback
+
+
+def test_output_is_renamed_into_place_only_on_success(make_manager, qtbot, data_dir) -> None:
+    manager = make_manager()
+    ok = wait_final(qtbot, manager, manager.submit("write", {"name": "good.bin", "size": 5000}))
+    assert ok.output_path == str(data_dir.outputs / "good.bin")
+    assert os.path.getsize(ok.output_path) == 5000
+    assert ok.result["path"] == ok.output_path  # the temp path in the result was rewritten
+    bad = wait_final(qtbot, manager, manager.submit(
+        "write", {"name": "bad.bin", "size": 5000, "fail_at": 0.5}))
+    assert bad.status is JobStatus.FAILED
+    assert "after writing" in bad.error.message
+    assert sorted(p.name for p in data_dir.outputs.iterdir()) == ["good.bin"]
+    again = wait_final(qtbot, manager, manager.submit("write", {"name": "good.bin",
+                                                                 "size": 10}))
+    assert again.output_path == str(data_dir.outputs / "good (2).bin")  # never overwritten
+    assert os.path.getsize(data_dir.outputs / "good.bin") == 5000
+
+
+def test_manual_retry_creates_a_new_attempt_and_keeps_history(make_manager, qtbot) -> None:
+    manager = make_manager()
+    first = wait_final(qtbot, manager, manager.submit("fail", {"succeed_on_attempt": 2}))
+    assert first.status is JobStatus.FAILED and first.error.type == "TaskError"
+    assert first.superseded_by is None  # permanent errors are never retried automatically
+    second_id = manager.retry(first.id)
+    second = wait_final(qtbot, manager, second_id)
+    assert second.status is JobStatus.COMPLETED
+    assert (second.attempt, second.retry_of, second.root_id) == (2, first.id, first.id)
+    assert second.trigger == Trigger.retry(first.id, automatic=False)
+    old = manager.store.get(first.id)
+    assert old.status is JobStatus.FAILED and old.error.message == first.error.message
+    assert old.superseded_by == second_id
+    assert [j.id for j in manager.store.chain(second_id)] == [first.id, second_id]
+    with pytest.raises(JobStateError, match="already retried"):
+        manager.retry(first.id)
+    with pytest.raises(JobStateError, match="only failed, cancelled or interrupted"):
+        manager.retry(second_id)
+
+
+def test_transient_errors_retry_automatically_with_backoff(make_manager, qtbot) -> None:
+    manager = make_manager()
+    first_id = manager.submit("fail", {"transient": True, "succeed_on_attempt": 3})
+    chain = wait_until(qtbot, lambda: (c := manager.store.chain(first_id))[-1].status
+                       is JobStatus.COMPLETED and c, message="the third attempt")
+    assert [j.status for j in chain] == [JobStatus.FAILED, JobStatus.FAILED, JobStatus.COMPLETED]
+    assert [j.attempt for j in chain] == [1, 2, 3]
+    assert all(j.trigger.type == "retry" and j.trigger.automatic for j in chain[1:])
+    assert chain[0].error.transient
+    # each automatic retry waited (backoff 0.2 s, 0.4 s with +/-25 % jitter)
+    assert chain[1].started_at - chain[0].finished_at >= 0.14
+    assert chain[2].started_at - chain[1].finished_at >= 0.29
+
+
+def test_transient_retries_stop_at_the_kinds_limit(make_manager, qtbot) -> None:
+    manager = make_manager()
+    first_id = manager.submit("fail", {"transient": True})
+    chain = wait_until(qtbot, lambda: len(c := manager.store.chain(first_id)) == 3
+                       and c[-1].status is JobStatus.FAILED and c)
+    qtbot.wait(800)  # longer than any further backoff would be
+    assert len(manager.store.chain(first_id)) == 3
+    assert chain[-1].superseded_by is None
+
+
+def test_delayed_retry_shows_as_queued_with_retry_time(make_manager, qtbot, db) -> None:
+    manager = make_manager()
+    store = JobStore(db)
+    job_id = store.insert("noop", "No-op", {}, Trigger("api"), not_before=time.time() + 1.0)
+    manager.schedule_dispatch()
+    qtbot.wait(300)
+    job = store.get(job_id)
+    assert job.status is JobStatus.QUEUED and job.to_json()["retry_at"] is not None
+    assert wait_final(qtbot, manager, job_id).status is JobStatus.COMPLETED
+
+
+def test_cancel_queued_and_running_jobs(make_manager, qtbot) -> None:
+    manager = make_manager(workers=1)
+    running = manager.submit("sleep", {"seconds": 30})
+    queued = manager.submit("sleep", {"seconds": 30})
+    # wait until the body runs (it reports progress), not only until it is claimed
+    wait_until(qtbot, lambda: (manager.job(running).progress or 0) > 0)
+    assert manager.cancel(queued) == "cancelled"
+    assert manager.store.get(queued).status is JobStatus.CANCELLED
+    started = time.monotonic()
+    assert manager.cancel(running) == "stopping"
+    job = wait_final(qtbot, manager, running)
+    assert job.status is JobStatus.CANCELLED and job.message == "Cancelled"
+    assert time.monotonic() - started < 1.0  # cooperative: the body checks every 50 ms
+    with pytest.raises(JobStateError, match="already cancelled"):
+        manager.cancel(running)
+    # the worker was reused, not killed
+    assert manager.pool.replaced == 0
+
+
+def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(make_manager, qtbot,
+                                                                    data_dir) -> None:
+    manager = make_manager(workers=1, grace_s=0.5)
+    job_id = manager.submit("sleep", {"seconds": 60, "ignore_cancel": True})
+    wait_until(qtbot, lambda: (manager.job(job_id).progress or 0) > 0)
+    pids_before = set(manager.pool.pids())
+    manager.cancel(job_id)
+    job = wait_final(qtbot, manager, job_id, timeout=10)
+    assert job.status is JobStatus.CANCELLED
+    assert "did not stop within 0.5 s" in job.message
+    wait_until(qtbot, lambda: manager.pool.replaced == 1 and manager.pool.pids()
+               and set(manager.pool.pids()).isdisjoint(pids_before), message="a new worker")
+    # the replacement runs the next job
+    assert wait_final(qtbot, manager, manager.submit("noop")).status is JobStatus.COMPLETED
+
+
+def test_each_kind_has_a_timeout(make_manager, qtbot) -> None:
+    manager = make_manager(timeouts={"sleep": 0.3})
+    job = wait_final(qtbot, manager, manager.submit("sleep", {"seconds": 20}))
+    assert job.status is JobStatus.FAILED
+    assert job.error.type == "TimeoutError"
+    assert "time limit of 0.3 s" in job.error.message
+    assert job.finished_at - job.started_at < 3
+
+
+@pytest.mark.parametrize("how,needle", [("sigkill", "SIGKILL"), ("segv", "SIGSEGV"),
+                                        ("exit", "exited with code 3")])
+def test_a_crashing_job_fails_alone(make_manager, qtbot, how, needle) -> None:
+    manager = make_manager(workers=2)
+    slow = manager.submit("sleep", {"seconds": 1.0})
+    crash = manager.submit("crash", {"how": how, "after": 0.2})
+    job = wait_final(qtbot, manager, crash)
+    assert job.status is JobStatus.FAILED and job.error.type == "WorkerCrashed"
+    assert needle in job.error.message and "retry the job" in job.error.message
+    assert wait_final(qtbot, manager, slow).status is JobStatus.COMPLETED
+    assert wait_final(qtbot, manager, manager.submit("noop")).status is JobStatus.COMPLETED
+
+
+def test_per_kind_concurrency_limit(make_manager, qtbot) -> None:
+    manager = make_manager(workers=2, concurrency={"sleep": 1})
+    sleeps = [manager.submit("sleep", {"seconds": 0.3}) for _ in range(3)]
+    noop = manager.submit("noop")
+    jobs = [wait_final(qtbot, manager, i) for i in sleeps]
+    spans = sorted((j.started_at, j.finished_at) for j in jobs)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.01  # never two sleeps at once
+    # the other kind did not wait behind the limited one
+    assert manager.store.get(noop).finished_at < spans[-1][0]
+
+
+def test_claim_is_atomic_across_threads(db) -> None:
+    store_a, store_b = JobStore(db), JobStore(db)
+    store_a.insert_many([("noop", "No-op", {}, Trigger("api"))] * 300)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+
+    def claim(name: str, store: JobStore) -> None:
+        while True:
+            jobs = store.claim_next(3, f"engine-{name}", 15)
+            if not jobs:
+                return
+            got[name].extend(j.id for j in jobs)
+
+    threads = [threading.Thread(target=claim, args=(n, s))
+               for n, s in (("a", store_a), ("b", store_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got["a"]) + len(got["b"]) == 300
+    assert set(got["a"]).isdisjoint(got["b"])
+    store_a.close()
+    store_b.close()
+
+
+def test_unknown_kind_in_the_queue_fails_clearly(make_manager, qtbot, db) -> None:
+    manager = make_manager()
+    job_id = JobStore(db).insert("teleport", "From the future", {}, Trigger("api"))
+    manager.schedule_dispatch()
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.FAILED and job.error.type == "UnknownKind"
+    assert "no job kind 'teleport'" in job.error.message
+
+
+def test_heartbeat_renews_the_lease_of_running_jobs(make_manager, qtbot) -> None:
+    manager = make_manager(lease_s=1.0, heartbeat_s=0.2)
+    job_id = manager.submit("sleep", {"seconds": 2})
+    first = wait_until(qtbot, lambda: (j := manager.store.get(job_id)).lease_until and j)
+    assert first.engine_id == manager.engine_id
+    qtbot.wait(600)
+    later = manager.store.get(job_id)
+    assert later.lease_until > first.lease_until
+    assert wait_final(qtbot, manager, job_id).status is JobStatus.COMPLETED
+
+
+def test_crash_recovery_marks_orphans_interrupted_and_reruns_safe_kinds(qapp, db, data_dir,
+                                                                        make_manager, qtbot):
+    store = JobStore(db)
+    safe = store.insert("sleep", "Sleep", {"seconds": 0.1, "checkpoints": True}, Trigger("api"))
+    unsafe = store.insert("write", "Write", {"name": "x.bin"}, Trigger("api"))
+    dead_engine = "ghost-host:999999:app:abc"
+    store.claim([safe, unsafe], dead_engine, lease_s=-1)  # lease already expired
+    (data_dir.outputs / f".x.bin.part-{unsafe}").write_bytes(b"half")
+    # the dead run had saved a checkpoint half-way
+    with db.begin() as conn:
+        conn.exec_driver_sql("UPDATE jobs SET checkpoint = '{\"step\": 1}' WHERE id = ?",
+                             (safe,))
+    manager = make_manager()
+    assert store.get(unsafe).status is JobStatus.INTERRUPTED
+    assert "did not finish" in store.get(unsafe).error.message
+    assert not (data_dir.outputs / f".x.bin.part-{unsafe}").exists()
+    rerun = store.get(safe).superseded_by
+    assert rerun is not None and store.get(unsafe).superseded_by is None
+    job = wait_final(qtbot, manager, rerun)
+    assert job.status is JobStatus.COMPLETED
+    assert job.trigger.type == "recovery"
+    assert job.result["resumed_from_step"] == 1  # resumed from the checkpoint
+
+
+def test_same_host_dead_pid_is_recovered_without_waiting_for_the_lease(db, make_manager) -> None:
+    import socket
+
+    store = JobStore(db)
+    job_id = store.insert("noop", "No-op", {}, Trigger("api"))
+    store.claim([job_id], f"{socket.gethostname()}:999999:app:abc", lease_s=3600)
+    make_manager()
+    job = store.get(job_id)
+    assert job.status is JobStatus.INTERRUPTED
+    assert "pid 999999" in job.error.message
