@@ -42,7 +42,7 @@ def run_swifty(n: int, workers: int) -> float:
     upgrade(engine)
     manager = JobManager(engine, data, workers=workers, watch_external=False)
     manager.start()
-    manager.pool.start(block=True)  # warm workers, as in a running app
+    manager.pool.wait_ready()  # warm workers, as in a running app
     done = 0
 
     def finished(_job_id: int, status: str) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,22 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def rows(data_dir: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Run a query on a data directory's database with plain sqlite3 (another client)."""
+    if not (data_dir / "swifty.db").exists():
+        return []
+    with sqlite3.connect(data_dir / "swifty.db", timeout=30) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
+    """Poll (without a Qt event loop) until ``predicate()`` is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {message or predicate}")

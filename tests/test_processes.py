@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 from conftest import wait_final
-from helpers import alive, children, cmdline, start_worker, stop
+from helpers import alive, children, cmdline, rows, start_worker, stop, wait_for
 
 from swifty_desktop.jobs.model import JobStatus, Trigger
 from swifty_desktop.jobs.store import JobStore
 
 pytestmark = pytest.mark.slow
-
-
-def rows(data_dir: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(data_dir / "swifty.db", timeout=30) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
-def wait_for(predicate, timeout: float = 60, message: str = ""):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {message or predicate}")
 
 
 def test_two_engines_run_200_jobs_each_exactly_once(data_dir, db) -> None:

@@ -28,6 +28,11 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.execute("PRAGMA temp_store=MEMORY")
         cur.execute("PRAGMA cache_size=-16000")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        # No checkpoint inside a commit: an automatic one fsyncs, and the GUI thread's
+        # short transactions must not pay for it.  Engines checkpoint from their
+        # heartbeat thread instead (see checkpoint_wal); SQLite also checkpoints when
+        # the last connection closes.
+        cur.execute("PRAGMA wal_autocheckpoint=0")
     finally:
         cur.close()
 
@@ -79,3 +84,14 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             raise
         else:
             conn.exec_driver_sql("COMMIT")
+
+
+def checkpoint_wal(engine: Engine) -> None:
+    """Copy the write-ahead log into the database (SQLite; a no-op elsewhere).
+
+    PASSIVE: never waits for readers or writers, so it runs beside a busy app.
+    """
+    if not is_sqlite(engine):
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")

@@ -9,8 +9,8 @@ claim atomic across processes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-
-from sqlalchemy import Connection
+from contextlib import nullcontext
+from typing import Any
 
 from swifty_desktop.jobs.model import JobRecord
 from swifty_desktop.jobs.store import JobStore
@@ -43,51 +43,47 @@ class Dispatcher:
         spec = registry().get(kind)
         return spec.concurrency if spec is not None else None
 
-    def _exclusions(self, n: int) -> tuple[set[str], bool]:
-        saturated: set[str] = set()
-        tight = False
-        for name in registry():
-            limit = self.limit_for(name)
-            if limit is not None:
-                room = limit - self.kind_counts.get(name, 0)
-                if room <= 0:
-                    saturated.add(name)
-                elif room < n:
-                    tight = True
-        return saturated, tight
-
-    def claim_locked(self, n: int, conn: Connection | None = None
+    def claim_locked(self, n: int, cur: Any = None
                      ) -> tuple[list[JobRecord], list[JobRecord]]:
         """Claim up to ``n`` jobs; the caller holds ``lock``.  Returns (runnable, unknown).
 
-        With ``conn``, the claim joins the caller's transaction.
+        One UPDATE takes the oldest due jobs of every kind that has room; if that
+        took more of a limited kind than its room, the excess goes back to the queue
+        in the same transaction (nobody ever sees it claimed).  With ``cur`` the
+        claim joins the caller's transaction.
         """
         kinds = registry()
-        saturated, tight = self._exclusions(n)
         self.skipped = False
-        if not saturated and not tight and self.roots is None:
-            claimed = self.store.claim_next(n, self.engine_id, self.lease_s, conn)
-        else:
+        saturated = {k for k in kinds
+                     if (limit := self.limit_for(k)) is not None
+                     and self.kind_counts.get(k, 0) >= limit}
+        with self.store.hot_transaction() if cur is None else nullcontext(cur) as c:
+            if self.roots is not None:  # a CLI waiting on its own job (and its retries)
+                ids = [i for i, _kind in self.store.claim_candidates(
+                    n, roots=self.roots, exclude_kinds=saturated)]
+                claimed = self.store.claim(ids, self.engine_id, self.lease_s, c)
+            else:
+                claimed = self.store.claim_next(n, self.engine_id, self.lease_s, c,
+                                                exclude=saturated)
             counts = dict(self.kind_counts)
-            candidates = self.store.claim_candidates(n * 4 + 8, roots=self.roots,
-                                                     exclude_kinds=saturated)
-            chosen: list[int] = []
-            for job_id, kind in candidates:
-                limit = self.limit_for(kind) if kind in kinds else None
-                if limit is not None and counts.get(kind, 0) >= limit:
-                    self.skipped = True
+            runnable: list[JobRecord] = []
+            unknown: list[JobRecord] = []
+            excess: list[int] = []
+            for job in claimed:
+                if job.kind not in kinds:
+                    unknown.append(job)
                     continue
-                counts[kind] = counts.get(kind, 0) + 1
-                chosen.append(job_id)
-                if len(chosen) >= n:
-                    break
-            claimed = self.store.claim(chosen, self.engine_id, self.lease_s, conn)
-            if len(claimed) < len(chosen):
-                self.skipped = True  # another engine took some: look again soon
-            if saturated:
+                limit = self.limit_for(job.kind)
+                if limit is not None and counts.get(job.kind, 0) >= limit:
+                    excess.append(job.id)
+                    continue
+                counts[job.kind] = counts.get(job.kind, 0) + 1
+                runnable.append(job)
+            if excess:
+                self.store.unclaim(self.engine_id, excess, c)
                 self.skipped = True
-        runnable = [j for j in claimed if j.kind in kinds]
-        unknown = [j for j in claimed if j.kind not in kinds]
+        if saturated:
+            self.skipped = True
         for job in runnable:
             self.kind_counts[job.kind] = self.kind_counts.get(job.kind, 0) + 1
         return runnable, unknown

@@ -30,8 +30,9 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QThreadPool, QTimer, Signal, Slot
 from sqlalchemy import Engine
 
+from swifty_desktop.db.engine import checkpoint_wal
 from swifty_desktop.jobs.dispatch import Dispatcher
-from swifty_desktop.jobs.model import FINAL_STATES, RETRYABLE_STATES, JobRecord, JobStatus, Trigger
+from swifty_desktop.jobs.model import FINAL_STATES, JobRecord, JobStatus, Trigger
 from swifty_desktop.jobs.pool import WorkerPool
 from swifty_desktop.jobs.runner import EngineServices, JobRunner, RunnerSignals
 from swifty_desktop.jobs.store import JobStateError, JobStore, new_engine_id
@@ -52,9 +53,13 @@ class _Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        beats = 0
         while not self._stop_event.wait(self._interval):
+            beats += 1
             try:
                 self._store.heartbeat(self._engine_id, self._lease_s)
+                if beats % 2 == 0:  # the WAL is checkpointed here, never in a commit
+                    checkpoint_wal(self._store.engine)
             except Exception:  # the database may be busy; the next beat tries again
                 log.warning("heartbeat failed", exc_info=True)
 
@@ -123,6 +128,7 @@ class JobManager(QObject):
         )
         self._runners: list[JobRunner] = []  # alive runners, kept referenced until done
         self._snapshots: dict[int, JobRecord] = {}
+        self._added: dict[int, JobRecord] = {}  # see just_added()
         self._observed: OrderedDict[int, tuple[float, str]] = OrderedDict()
         self._known_max_id = 0
         self._last_external_poll = time.time()
@@ -240,20 +246,26 @@ class JobManager(QObject):
         spec = get_kind(kind)
         clean = spec.validate(params)
         trigger = trigger or Trigger("api")
-        job_id = self.store.insert(kind, title or spec.make_title(clean), clean, trigger)
+        title = title or spec.make_title(clean)
+        job_id = self.store.insert(kind, title, clean, trigger)
+        # the row as written, so listeners can show it without reading it back
+        now = time.time()
+        self._added[job_id] = JobRecord(
+            id=job_id, kind=kind, title=title[:300], status=JobStatus.QUEUED, trigger=trigger,
+            params=clean, attempt=1, retry_of=None, root_id=None, superseded_by=None,
+            schedule_id=trigger.ref if trigger.type == "schedule" else None, created_at=now,
+            started_at=None, finished_at=None, updated_at=now, not_before=None, progress=None,
+            message=None, output_path=None, result=None, error=None, checkpoint=None,
+            engine_id=None, lease_until=None, cancel_requested=False)
+        while len(self._added) > 64:
+            self._added.pop(next(iter(self._added)))
         self._announce_added(job_id)
         self.schedule_dispatch()
         return job_id
 
     def retry(self, job_id: int) -> int:
         """Queue a new attempt of a failed, cancelled or interrupted job; return its id."""
-        latest = self.store.latest_attempt(job_id)
-        if latest.status not in RETRYABLE_STATES:
-            if latest.id != job_id:
-                raise JobStateError(
-                    f"job #{job_id} was already retried as #{latest.id}, which is "
-                    f"{latest.status.value}")
-            JobStore.check_retryable(latest)
+        latest = self.store.retry_target(job_id)
         new_id = self.store.create_retry(latest, automatic=False)
         self.jobChanged.emit(latest.id)
         self._announce_added(new_id)
@@ -286,6 +298,10 @@ class JobManager(QObject):
             return "requested"
         JobStore.check_cancellable(self.store.get(job_id))  # it ended meanwhile: say so
         return "requested"
+
+    def just_added(self, job_id: int) -> JobRecord | None:
+        """The snapshot of a job this manager queued a moment ago (None once it moved on)."""
+        return self._added.pop(job_id, None)
 
     def job(self, job_id: int) -> JobRecord:
         """The job's current snapshot (from memory while it runs here)."""
@@ -361,6 +377,7 @@ class JobManager(QObject):
 
     # --------------------------------------------------------------- from runners
     def _on_started(self, job: JobRecord) -> None:
+        self._added.pop(job.id, None)
         self._snapshots[job.id] = job
         self._observe(job.id, job.updated_at, "active")
         self.jobChanged.emit(job.id)

@@ -135,7 +135,8 @@ class WorkerPool:
             handle = WorkerHandle(self._ctx, self.nice)
             handle.wait_ready()
         except Exception as exc:
-            log.warning("could not start a worker process: %s", exc)
+            if not self._closed:  # a start cut short by shutdown is not news
+                log.warning("could not start a worker process: %s", exc)
             error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if handle is not None:
                 handle.kill()
@@ -223,6 +224,19 @@ class WorkerPool:
             self._cond.notify_all()
         if not closed:
             self.start()
+
+    def wait_ready(self, timeout: float = SPAWN_TIMEOUT_S) -> bool:
+        """Block until all ``size`` workers are started (or ``timeout``); True if so."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._idle) + len(self._busy) < self.size and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._starting == 0 and self._failures):
+                    return False
+                if self._starting == 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+            return len(self._idle) + len(self._busy) >= self.size
 
     def pids(self) -> list[int]:
         with self._cond:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import os
 import socket
 import threading
@@ -17,7 +18,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
 from swifty_desktop.db.engine import write_transaction
 from swifty_desktop.db.models import EngineRow, Job, JobLog
@@ -44,14 +57,24 @@ _CLAIM_VALUES = dict(status=JobStatus.RUNNING.value, engine_id=bindparam("engine
                      started_at=bindparam("now"), updated_at=bindparam("now"),
                      lease_until=bindparam("lease_until"), progress=0.0, message="Starting",
                      not_before=None)
-_CLAIM_NEXT = (
-    update(jobs)
-    .where(jobs.c.id.in_(select(jobs.c.id).where(_DUE).order_by(jobs.c.id)
-                         .limit(bindparam("n")).scalar_subquery()))
-    .where(jobs.c.status == JobStatus.QUEUED.value)
-    .values(**_CLAIM_VALUES)
-    .returning(*jobs.c)
-)
+
+
+def _claim_next_stmt(exclude: frozenset[str]) -> Any:
+    """Claim the ``n`` oldest due jobs (not of the ``exclude``d kinds) in one UPDATE."""
+    due = select(jobs.c.id).where(_DUE)
+    if exclude:
+        # written into the SQL (kind names are identifiers of ours), so the statement
+        # compiles once with its other parameters left open
+        if not all(re.fullmatch(r"[A-Za-z0-9_]+", k) for k in exclude):
+            raise ValueError(f"unexpected kind names {sorted(exclude)!r}")
+        due = due.where(jobs.c.kind.not_in([literal_column(f"'{k}'") for k in sorted(exclude)]))
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(due.order_by(jobs.c.id).limit(bindparam("n")).scalar_subquery()))
+        .where(jobs.c.status == JobStatus.QUEUED.value)
+        .values(**_CLAIM_VALUES)
+        .returning(*jobs.c)
+    )
 _FINISH = (
     update(jobs)
     .where(jobs.c.id == bindparam("jid"))
@@ -147,6 +170,27 @@ class JobQuery:
                 ))
         return and_(True, *clauses)
 
+    def matches(self, job: JobRecord) -> bool:
+        """The same filter as :meth:`where`, for one snapshot in memory."""
+        if self.statuses and job.status.value not in self.statuses:
+            return False
+        if self.kinds and job.kind not in self.kinds:
+            return False
+        if self.latest_only and job.superseded_by is not None:
+            return False
+        if not self.include_diagnostic and job.kind in self.diagnostic_kinds:
+            return False
+        text = self.text.strip()
+        if text:
+            if text.startswith("#") and text[1:].isdigit():
+                return job.id == int(text[1:])
+            needle = text.lower()
+            hay = [job.title, job.kind, json.dumps(job.trigger.to_dict()),
+                   json.dumps(job.params, sort_keys=True), job.message or "",
+                   job.error.message if job.error else ""]
+            return any(needle in h.lower() for h in hay)
+        return True
+
 
 def _now() -> float:
     return time.time()
@@ -188,7 +232,8 @@ class JobStore:
         self._row_keys = list(self._row("k", "t", {}, Trigger("api"), 1, None, None, None,
                                         None, None))
         self._p_insert = _Prepared(_INSERT_JOB, dialect, self._row_keys)
-        self._p_claim_next = _Prepared(_CLAIM_NEXT, dialect)
+        # one prepared claim per set of excluded (full) kinds: there are only a few
+        self._p_claim_next: dict[frozenset[str], _Prepared] = {}
         self._p_finish = _Prepared(_FINISH, dialect)
         self._p_unclaim = _Prepared(_UNCLAIM, dialect)
         self._raw: Any = None  # DBAPI connection for the hot path, used under write_lock
@@ -337,16 +382,22 @@ class JobStore:
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.id)
 
     def claim_next(self, n: int, engine_id: str, lease_s: float,
-                   cur: Any = None) -> list[JobRecord]:
-        """Atomically claim the ``n`` oldest due jobs of any kind, in one statement.
+                   cur: Any = None, exclude: Iterable[str] = ()) -> list[JobRecord]:
+        """Atomically claim the ``n`` oldest due jobs, not of the ``exclude``d kinds.
 
-        ``cur`` (from :meth:`hot_transaction`) joins the caller's transaction.
+        One statement.  ``cur`` (from :meth:`hot_transaction`) joins the caller's
+        transaction.
         """
+        key = frozenset(exclude)
+        prepared = self._p_claim_next.get(key)
+        if prepared is None:
+            prepared = self._p_claim_next[key] = _Prepared(_claim_next_stmt(key),
+                                                           self.engine.dialect)
         now = _now()
-        args = self._p_claim_next.args({"now": now, "n": n, "engine_id": engine_id,
-                                        "lease_until": now + lease_s})
+        args = prepared.args({"now": now, "n": n, "engine_id": engine_id,
+                              "lease_until": now + lease_s})
         with self._hot_or(cur) as c:
-            c.execute(self._p_claim_next.sql, args)
+            c.execute(prepared.sql, args)
             rows = self._dict_rows(c)
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.id)
 
@@ -643,6 +694,24 @@ class JobStore:
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(stmt)}
 
+    def summary_counts(self, failed_since: float) -> dict[str, int]:
+        """Queued and running jobs, and failed ones (not retried) since a time.
+
+        Cheap on a long history: the status index leads straight to these rows.
+        """
+        stmt = (
+            select(jobs.c.status, func.count())
+            .where(or_(
+                jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                and_(jobs.c.status.in_([JobStatus.FAILED.value,
+                                        JobStatus.INTERRUPTED.value]),
+                     jobs.c.superseded_by.is_(None), jobs.c.finished_at >= failed_since),
+            ))
+            .group_by(jobs.c.status)
+        )
+        with self.engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(stmt)}
+
     def chain(self, job_id: int) -> list[JobRecord]:
         """Every attempt of the job ``job_id`` belongs to, first attempt first."""
         job = self.get(job_id)
@@ -656,6 +725,20 @@ class JobStore:
 
     def latest_attempt(self, job_id: int) -> JobRecord:
         return self.chain(job_id)[-1]
+
+    def retry_target(self, job_id: int) -> JobRecord:
+        """The attempt a retry of ``job_id`` continues from: the chain's latest one.
+
+        Raises JobStateError when that attempt cannot be retried (still running, or
+        it already completed).
+        """
+        latest = self.latest_attempt(job_id)
+        if latest.status not in RETRYABLE_STATES:
+            if latest.id != job_id:
+                raise JobStateError(f"job #{job_id} was already retried as #{latest.id}, "
+                                    f"which is {latest.status.value}")
+            self.check_retryable(latest)
+        return latest
 
     def changed_since(self, since: float, limit: int = 2000) -> list[JobRecord]:
         """Rows written at or after ``since`` (any process), oldest change first."""

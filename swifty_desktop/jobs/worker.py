@@ -278,11 +278,12 @@ def _watch_parent() -> None:
 
 
 def _lower_priority(nice: int) -> None:
+    """Set this process's priority to ``nice`` (absolute, so calling twice is harmless)."""
     if nice <= 0:
         return
     try:
-        if hasattr(os, "nice"):
-            os.nice(nice)
+        if hasattr(os, "setpriority"):
+            os.setpriority(os.PRIO_PROCESS, 0, max(nice, os.getpriority(os.PRIO_PROCESS, 0)))
         elif sys.platform == "win32":  # pragma: no cover - Windows only
             import ctypes
 
@@ -293,7 +294,10 @@ def _lower_priority(nice: int) -> None:
         pass
 
 
-def worker_main(conn: Connection, cancel_flag: Any, nice: int = 10) -> None:
+DEFAULT_NICE = 10
+
+
+def worker_main(conn: Connection, cancel_flag: Any, nice: int = DEFAULT_NICE) -> None:
     """Entry point of a worker process."""
     _watch_parent()
     _lower_priority(nice)
@@ -315,3 +319,16 @@ def worker_main(conn: Connection, cancel_flag: Any, nice: int = 10) -> None:
             conn.send(("done", outcome))
         except (BrokenPipeError, OSError):
             return
+
+
+def _lower_priority_early() -> None:
+    """A spawned worker imports this module first thing (to find ``worker_main``):
+    lower its priority now, before its heavier imports compete with the GUI."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and \
+            multiprocessing.current_process().name.startswith("swifty-worker"):
+        _lower_priority(DEFAULT_NICE)
+
+
+_lower_priority_early()

@@ -114,7 +114,7 @@ def crash(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def burn_work(units: int, on_step: Any = None) -> int:
-    """CPU- and allocation-heavy pure Python: about 1 ms of one core per unit.
+    """CPU- and allocation-heavy pure Python: about 60 µs of one core per unit.
 
     Shared with ``bench/ui_stall.py`` so the thread baseline runs the same body.
     """
@@ -133,7 +133,7 @@ def burn_work(units: int, on_step: Any = None) -> int:
     title="Burn CPU",
     description="Keeps one core busy with allocation-heavy pure Python.",
     params=(Param("units", "int", default=1000, minimum=0,
-                  help="amount of work, about 1 ms of one core per unit"),),
+                  help="amount of work, about 60 µs of one core per unit"),),
     diagnostic=True,
     rerun_safe=True,
     title_fn=lambda p: f"Burn {p.get('units', 1000)} units",
