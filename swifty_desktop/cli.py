@@ -282,15 +282,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 print(describe_job(job, store))
             return EXIT_OK
         if action == "retry":
-            from swifty_desktop.jobs.model import RETRYABLE_STATES
-            from swifty_desktop.jobs.store import JobStateError
-
-            latest = store.latest_attempt(args.id)
-            if latest.status not in RETRYABLE_STATES:
-                if latest.id != args.id:
-                    raise JobStateError(f"job #{args.id} was already retried as #{latest.id}, "
-                                        f"which is {latest.status.value}")
-                JobStore.check_retryable(latest)
+            latest = store.retry_target(args.id)
             new_id = store.create_retry(latest, automatic=False)
             if args.wait:
                 return _wait_for(svc, new_id, args)
@@ -544,7 +536,7 @@ def _load_extensions() -> None:
 
 
 # Modules with ``register(subparsers)`` and ``COMMANDS``; kept light at import.
-EXTENSION_MODULES: tuple[str, ...] = ()
+EXTENSION_MODULES: tuple[str, ...] = ("swifty_desktop.demo.cli",)
 
 
 if __name__ == "__main__":
