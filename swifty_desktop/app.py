@@ -1,0 +1,240 @@
+"""Bootstrap of the desktop app, in ordered steps, each with its clean-up.
+
+paths -> logging -> Qt -> crash handler -> database and migrations -> engine
+(crash recovery runs in its start) -> scheduler -> window -> tray/notifier ->
+first-run welcome.  Clean-ups run in reverse order on the way out.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from swifty_desktop import APP_ID, APP_NAME, __version__, bootstrap
+
+log = logging.getLogger(__name__)
+
+
+class SwiftyApp:
+    """Owns the app's lifetime; not a god object: it wires services and widgets, then
+    gets out of the way."""
+
+    def __init__(self, data_dir: str | None, *, verbose: bool = False,
+                 show_welcome: bool = True, argv: list[str] | None = None) -> None:
+        self._data_dir_arg = data_dir
+        self._verbose = verbose
+        self._show_welcome = show_welcome
+        self._argv = argv if argv is not None else sys.argv[:1]
+        self._cleanups: list[tuple[str, Callable[[], Any]]] = []
+        self.qapp: Any = None
+        self.services: bootstrap.Services | None = None
+        self.manager: Any = None
+        self.scheduler: Any = None
+        self.window: Any = None
+        self.tray: Any = None
+        self.notifier: Any = None
+        self.started_at = time.perf_counter()
+
+    # ------------------------------------------------------------------ steps
+    def _on_cleanup(self, name: str, func: Callable[[], Any]) -> None:
+        self._cleanups.append((name, func))
+
+    def _init_qt(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        from swifty_desktop.gui.uitools import icon
+
+        app = QApplication.instance() or QApplication(self._argv)
+        if not os.environ.get("SWIFTY_NATIVE_STYLE"):
+            app.setStyle("Fusion")  # one consistent look on every desktop
+        app.setApplicationName(APP_NAME)
+        app.setApplicationDisplayName(APP_NAME)
+        app.setApplicationVersion(__version__)
+        app.setOrganizationName("Swifty")
+        app.setDesktopFileName(APP_ID)
+        app.setWindowIcon(icon("swifty"))
+        app.setQuitOnLastWindowClosed(False)  # the window decides (tray, running jobs)
+        self.qapp = app
+
+    def _init_services(self) -> None:
+        self.services = bootstrap.start(self._data_dir_arg, console_log=self._verbose,
+                                        verbose=self._verbose)
+        self._on_cleanup("database", self.services.dispose)
+
+    def _init_crash_handler(self) -> None:
+        assert self.services is not None
+        logs = self.services.data_dir.logs
+        fault_file = open(logs / "faulthandler.log", "a", encoding="utf-8")  # noqa: SIM115
+        faulthandler.enable(fault_file)
+        self._on_cleanup("faulthandler", lambda: (faulthandler.disable(), fault_file.close()))
+        previous = sys.excepthook
+        sys.excepthook = self._excepthook
+        self._on_cleanup("excepthook", lambda: setattr(sys, "excepthook", previous))
+
+    def _excepthook(self, etype: type[BaseException], value: BaseException,
+                    tb: TracebackType | None) -> None:
+        """An unexpected error in the GUI: log it, save a report, show it, keep going."""
+        if issubclass(etype, KeyboardInterrupt):  # Ctrl-C in the terminal: quit, no report
+            if self.qapp is not None:
+                self.quit()
+            return
+        report = "".join(traceback.format_exception(etype, value, tb))
+        log.critical("unexpected error:\n%s", report)
+        path = None
+        if self.services is not None:
+            stamp = time.strftime("crash-%Y%m%d-%H%M%S")
+            path = self.services.data_dir.logs / f"{stamp}.txt"
+            n = 1
+            while path.exists():  # several errors in one second: one report each
+                n += 1
+                path = path.with_name(f"{stamp}-{n}.txt")
+            try:
+                path.write_text(f"{APP_NAME} {__version__}\nPython {sys.version}\n\n{report}",
+                                encoding="utf-8")
+            except OSError:
+                path = None
+        try:
+            from swifty_desktop.gui.crash import show_crash_dialog
+
+            show_crash_dialog(report, path, self.window)
+        except Exception:  # the crash dialog itself must never take the app down
+            log.exception("could not show the crash dialog")
+
+    def _init_engine(self) -> None:
+        from swifty_desktop.jobs.manager import JobManager
+
+        assert self.services is not None
+        self.manager = JobManager(self.services.engine, self.services.data_dir, role="app")
+
+        def stop_engine() -> None:
+            self.manager.stop(cancel_running=True, timeout=10)
+            self.manager.store.close()
+
+        self._on_cleanup("engine", stop_engine)
+
+    def _init_scheduler(self) -> None:
+        from swifty_desktop.gui import integration
+
+        assert self.services is not None
+        self.scheduler = integration.start_scheduler(self.services, self.manager)
+        if self.scheduler is not None:
+            self._on_cleanup("scheduler", self.scheduler.shutdown)
+            if self.window is not None:
+                self.window.attach_scheduler(self.scheduler)
+
+    def _init_window(self) -> None:
+        from swifty_desktop.gui.main_window import MainWindow
+
+        assert self.services is not None
+        self.window = MainWindow(self.manager, self.services.data_dir, scheduler=self.scheduler)
+        self.window.quitRequested.connect(self.quit)
+        self._on_cleanup("window", self.window.save_layout)
+
+    def _init_notifications(self) -> None:
+        from PySide6.QtWidgets import QSystemTrayIcon
+
+        from swifty_desktop.gui.notifier import BannerStrategy, Notifier, Tray, TrayStrategy
+
+        window = self.window
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = Tray(self.manager, self.qapp)
+            self.tray.showRequested.connect(window.show_window)
+            self.tray.registryRequested.connect(lambda: window.show_registry())
+            self.tray.quitRequested.connect(window.request_quit)
+            self.tray.show()
+            strategy: Any = TrayStrategy(self.tray.icon, self.qapp)
+            window.tray_available = True
+            self._on_cleanup("tray", self.tray.icon.hide)
+        else:
+            strategy = BannerStrategy(window.bannerArea, self.qapp)
+        self.notifier = Notifier(self.manager, strategy, parent=self.qapp)
+        self.notifier.detailsRequested.connect(window.show_details)
+        self.notifier.registryRequested.connect(lambda: window.show_registry())
+
+    def _first_run(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        from swifty_desktop.gui import integration
+
+        if self._show_welcome and integration.is_first_run(self.manager.store.engine):
+            QTimer.singleShot(0, lambda: integration.welcome(self.window))
+
+    # --------------------------------------------------------------- lifetime
+    def start(self) -> None:
+        """Run every start-up step; the window is shown before the engine warms up."""
+        self._init_qt()
+        self._init_services()
+        self._init_crash_handler()
+        self._init_engine()
+        self._init_window()
+        self._init_notifications()
+        self.window.show()
+        log.info("window shown %.0f ms after start",
+                 (time.perf_counter() - self.started_at) * 1000)
+        if os.environ.get("SWIFTY_STARTUP_PROBE"):  # bench/startup.py
+            self._probe_first_paint()
+        # after the first paint: recovery, worker processes, schedules
+        self.manager.start()
+        self._init_scheduler()
+        self._first_run()
+
+    def _probe_first_paint(self) -> None:
+        """Print when the first event-loop turn after show() ran (the window is painted
+        by then), then quit: how bench/startup.py times a cold start."""
+        from PySide6.QtCore import QTimer
+
+        def shown() -> None:
+            print(f"WINDOW_SHOWN {time.time():.6f}", flush=True)
+            QTimer.singleShot(0, self.quit)
+
+        QTimer.singleShot(0, shown)
+
+    def quit(self) -> None:
+        self.qapp.quit()
+
+    def shutdown(self) -> None:
+        """Run clean-ups in reverse order; one failing does not stop the others."""
+        while self._cleanups:
+            name, func = self._cleanups.pop()
+            try:
+                func()
+            except Exception:
+                log.exception("clean-up step %r failed", name)
+
+    def exec(self) -> int:
+        try:
+            return int(self.qapp.exec())
+        finally:
+            self.shutdown()
+
+
+def run_app(data_dir: str | None, *, verbose: bool = False) -> int:
+    """Entry point for ``swifty-desktop`` without a command."""
+    app = SwiftyApp(data_dir, verbose=verbose)
+    try:
+        app.start()
+    except bootstrap.StartupError as exc:
+        _startup_failed(str(exc))
+        app.shutdown()
+        return 2
+    return app.exec()
+
+
+def _startup_failed(message: str) -> None:
+    print(f"swifty-desktop: error: {message}", file=sys.stderr)
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    try:
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        _app = QApplication.instance() or QApplication(sys.argv[:1])
+        QMessageBox.critical(None, f"{APP_NAME} cannot start", message)
+    except Exception:
+        pass

@@ -1,0 +1,1 @@
+"""Widgets and Qt models only: they render state and forward intent to services."""

@@ -1,0 +1,266 @@
+"""Dialogs built from declarations: a kind's parameters, the settings groups, welcome.
+
+A kind declares its parameters (name, type, default, help, choices...); the
+parameter dialog shows one field per parameter and validates with the kind's own
+``validate`` before anything is queued.  Settings pages are generated the same
+way from ``swifty_desktop.settings`` groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from swifty_desktop import settings as settings_mod
+from swifty_desktop.gui.uitools import icon, load_form
+from swifty_desktop.tasks import KindSpec, Param, ParamError
+
+
+class PathField(QWidget):
+    """A line edit with a Browse… button (open, save or folder)."""
+
+    def __init__(self, mode: str, file_filter: str, start_dir: str,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit(self)
+        self.button = QPushButton("Browse…", self)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.button)
+        self._mode, self._filter, self._start = mode, file_filter, start_dir
+        self.button.clicked.connect(self.browse)
+
+    def browse(self) -> None:
+        start = self.edit.text() or self._start
+        if self._mode == "dir":
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+        elif self._mode == "save":
+            path, _ = QFileDialog.getSaveFileName(self, "Save as", start, self._filter)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", start, self._filter)
+        if path:
+            self.edit.setText(path)
+
+    def text(self) -> str:
+        return self.edit.text()
+
+    def setText(self, text: str) -> None:
+        self.edit.setText(text)
+
+
+def make_field(kind: str, value: Any, *, choices: Sequence[str] = (),
+               minimum: float | None = None, maximum: float | None = None,
+               path_mode: str = "open", file_filter: str = "", start_dir: str = "",
+               password: bool = False) -> QWidget:
+    """An input widget for a value of ``kind`` (str, int, float, bool, choice, path)."""
+    if kind == "bool":
+        box = QCheckBox()
+        box.setChecked(bool(value))
+        return box
+    if kind == "choice":
+        combo = QComboBox()
+        combo.addItems(list(choices))
+        if value is not None and str(value) in choices:
+            combo.setCurrentText(str(value))
+        return combo
+    if kind == "int":
+        spin = QSpinBox()
+        spin.setRange(int(minimum) if minimum is not None else -2_000_000_000,
+                      int(maximum) if maximum is not None else 2_000_000_000)
+        spin.setGroupSeparatorShown(True)
+        spin.setValue(int(value) if value is not None else 0)
+        return spin
+    if kind == "float":
+        dspin = QDoubleSpinBox()
+        dspin.setDecimals(2)
+        dspin.setRange(float(minimum) if minimum is not None else -1e12,
+                       float(maximum) if maximum is not None else 1e12)
+        dspin.setValue(float(value) if value is not None else 0.0)
+        return dspin
+    if kind == "path":
+        field = PathField(path_mode, file_filter, start_dir)
+        field.setText("" if value is None else str(value))
+        return field
+    edit = QLineEdit("" if value is None else str(value))
+    if password:
+        edit.setEchoMode(QLineEdit.EchoMode.Password)
+    return edit
+
+
+def field_value(widget: QWidget) -> Any:
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        return widget.value()
+    if isinstance(widget, (PathField, QLineEdit)):
+        return widget.text()
+    raise TypeError(f"no value for {widget!r}")
+
+
+class ParamDialog(QDialog):
+    """Asks for a kind's parameters and validates them before anything is queued."""
+
+    def __init__(self, spec: KindSpec, *, title: str, fixed: Mapping[str, Any] | None = None,
+                 ask: Sequence[str] | None = None, start_dir: str = "",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        load_form("param_dialog.ui", self)
+        self.spec = spec
+        self.fixed = dict(fixed or {})
+        self.setWindowTitle(title)
+        if spec.icon:
+            self.setWindowIcon(icon(spec.icon))
+        self.introLabel.setText(spec.description or spec.title)
+        self.errorLabel.hide()
+        names = list(ask) if ask else [p.name for p in spec.params if p.name not in self.fixed]
+        self.fields: dict[str, QWidget] = {}
+        form: QFormLayout = self.form
+        for param in spec.params:
+            if param.name not in names:
+                continue
+            value = self.fixed.get(param.name, param.default)
+            widget = make_field(param.type, value, choices=param.choices,
+                                minimum=param.minimum, maximum=param.maximum,
+                                path_mode=param.path_mode, file_filter=param.file_filter,
+                                start_dir=start_dir, password=param.secret)
+            widget.setToolTip(param.help)
+            widget.setObjectName(f"param_{param.name}")
+            label = QLabel((param.label or param.name.replace("_", " ").capitalize())
+                           + ("" if not param.required else " *"))
+            label.setToolTip(param.help)
+            form.addRow(label, widget)
+            self.fields[param.name] = widget
+        self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText("Queue job")
+        self.buttonBox.accepted.connect(self.accept)
+        self.buttonBox.rejected.connect(self.reject)
+        self.params: dict[str, Any] = {}
+        self.adjustSize()
+
+    def raw_values(self) -> dict[str, Any]:
+        values = dict(self.fixed)
+        for name, widget in self.fields.items():
+            value = field_value(widget)
+            param = next(p for p in self.spec.params if p.name == name)
+            if value == "" and not param.required:
+                continue
+            values[name] = value
+        return values
+
+    def accept(self) -> None:
+        """Validate in the GUI thread with the kind's own rules; keep the dialog on error."""
+        try:
+            params = self.spec.validate(self.raw_values())
+            _check_paths(self.spec.params, params)
+        except ParamError as exc:
+            self.errorLabel.setText(str(exc).capitalize())
+            self.errorLabel.show()
+            return
+        self.params = params
+        super().accept()
+
+
+def _check_paths(params: Sequence[Param], values: Mapping[str, Any]) -> None:
+    """An input file must exist before we queue a job that reads it."""
+    for p in params:
+        if p.type == "path" and p.path_mode == "open" and p.name in values:
+            path = Path(str(values[p.name])).expanduser()
+            if not path.is_file():
+                raise ParamError(f"the file {path} does not exist; choose an existing file")
+
+
+class SettingsDialog(QDialog):
+    """One page per declared settings group; secrets go to the OS keyring."""
+
+    def __init__(self, store: settings_mod.Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        load_form("settings_dialog.ui", self)
+        self.store = store
+        self.errorLabel.hide()
+        self.fields: dict[str, tuple[settings_mod.SettingSpec, QWidget]] = {}
+        for group in settings_mod.groups():
+            page = QWidget()
+            form = QFormLayout(page)
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+            if group.description:
+                intro = QLabel(group.description)
+                intro.setWordWrap(True)
+                form.addRow(intro)
+            for spec in group.specs:
+                kind = "str" if spec.type == "password" else spec.type
+                current = store.get(spec.key)
+                widget = make_field(kind, current if current is not None else spec.default,
+                                    choices=spec.choices, minimum=spec.minimum,
+                                    maximum=spec.maximum, password=spec.secret)
+                widget.setObjectName(f"setting_{spec.key}")
+                widget.setToolTip(spec.help)
+                label = QLabel(spec.label)
+                label.setToolTip(spec.help)
+                form.addRow(label, widget)
+                if spec.help:
+                    hint = QLabel(spec.help)
+                    hint.setWordWrap(True)
+                    hint.setStyleSheet("color: #607d8b;")
+                    form.addRow("", hint)
+                self.fields[spec.key] = (spec, widget)
+            self.pages.addTab(page, group.title)
+        if not self.fields:
+            empty = QLabel("Nothing to set up yet.")
+            empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.pages.addTab(empty, "General")
+        self.buttonBox.accepted.connect(self.accept)
+        self.buttonBox.rejected.connect(self.reject)
+
+    def accept(self) -> None:
+        try:
+            for key, (spec, widget) in self.fields.items():
+                value = field_value(widget)
+                if spec.secret:
+                    if value:  # an empty password field keeps the stored secret
+                        self.store.set_secret(key, value)
+                else:
+                    self.store.set(key, value)
+        except settings_mod.SecretStoreError as exc:
+            self.errorLabel.setText(str(exc))
+            self.errorLabel.show()
+            return
+        super().accept()
+
+
+class WelcomeDialog(QDialog):
+    """First run on an empty data directory: load sample data, or start empty."""
+
+    def __init__(self, data_dir: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        load_form("welcome.ui", self)
+        self.logoLabel.setPixmap(icon("swifty").pixmap(64, 64))
+        self.sampleButton.setIcon(icon("sample-data"))
+        self.emptyButton.setIcon(icon("run"))
+        self.dataDirLabel.setText(f"Data folder: {data_dir}")
+        self.choice = "empty"
+        self.sampleButton.clicked.connect(lambda: self._choose("sample"))
+        self.emptyButton.clicked.connect(lambda: self._choose("empty"))
+
+    def _choose(self, choice: str) -> None:
+        self.choice = choice
+        self.accept()

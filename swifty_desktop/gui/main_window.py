@@ -1,0 +1,407 @@
+"""The main window: business data tabs, job actions, the job registry dock.
+
+It renders and forwards intent: every action validates its parameters here (in
+the GUI thread, cheaply), submits to the JobManager and acknowledges at once in
+the status bar.  Nothing here waits for a job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressDialog,
+    QToolButton,
+    QWidget,
+)
+
+from swifty_desktop import APP_NAME, __version__
+from swifty_desktop.gui.data_models import CUSTOMERS, ORDERS, PRODUCTS, SqlTableModel
+from swifty_desktop.gui.forms import ParamDialog, SettingsDialog
+from swifty_desktop.gui.job_details import JobDetailsDialog
+from swifty_desktop.gui.registry_dock import RegistryDock
+from swifty_desktop.gui.uitools import icon, load_form
+from swifty_desktop.jobs.manager import JobManager
+from swifty_desktop.jobs.model import Trigger
+from swifty_desktop.paths import DataDir
+from swifty_desktop.settings import Settings
+from swifty_desktop.tasks import Action, KindSpec, ParamError, all_kinds
+
+MENU_ORDER = ("File", "Data", "Reports", "Sync", "Mail", "Tools", "View", "Help")
+# kinds whose completion changes the business tables shown in the tabs
+DATA_CHANGING = {"import_csv", "catalog_sync", "archive", "demo_seed", "exchange_rates"}
+
+
+class StatusSummary(QToolButton):
+    """"2 running · 3 queued · 1 failed" in the status bar; a click opens the registry."""
+
+    def __init__(self, manager: JobManager, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.manager = manager
+        self.setAutoRaise(True)
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.setIcon(icon("jobs"))
+        self.setToolTip("Open the job registry")
+        self.since = time.time() - 24 * 3600
+        self.counts: dict[str, int] = {}
+        manager.countsChanged.connect(self.refresh)
+        self.refresh()
+
+    @Slot()
+    def refresh(self) -> None:
+        self.counts = self.manager.store.summary_counts(self.since)
+        parts = []
+        for status, word in (("running", "running"), ("queued", "queued"),
+                             ("failed", "failed"), ("interrupted", "interrupted")):
+            if self.counts.get(status):
+                parts.append(f"{self.counts[status]:,} {word}")
+        self.setText(" · ".join(parts) if parts else "No jobs running")
+
+
+class MainWindow(QMainWindow):
+    """See the module docstring."""
+
+    quitRequested = Signal()
+
+    def __init__(self, manager: JobManager, data_dir: DataDir, *, scheduler: Any = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        load_form("main_window.ui", self)
+        self.setWindowTitle(APP_NAME)
+        self.setWindowIcon(icon("swifty"))
+        self.manager = manager
+        self.data_dir = data_dir
+        self.scheduler = scheduler
+        self.settings_store = Settings(manager.store.engine)
+        self.ui_settings = QSettings(str(data_dir.root / "ui.ini"), QSettings.Format.IniFormat)
+        self.tray_available = False  # set by the app when a tray icon is shown
+        self.really_quit = False
+        self._details: dict[int, JobDetailsDialog] = {}
+        self.kind_actions: dict[str, QAction] = {}
+
+        self._init_data_tabs()
+        self.dock = RegistryDock(manager, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.registry = self.dock.panel
+        self.registry.showDetailsRequested.connect(self.show_details)
+        self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        if scheduler is not None:
+            self.attach_scheduler(scheduler)
+        self.bannerArea.hide()
+        self._init_menus()
+        self.summary = StatusSummary(manager, self)
+        self.summary.clicked.connect(lambda _checked=False: self.show_registry())
+        self.statusBar().addPermanentWidget(self.summary)
+        manager.jobFinished.connect(self._on_job_finished)
+        self.resize(1280, 800)
+        self.restore_layout()
+
+    # ------------------------------------------------------------------ data tabs
+    def _init_data_tabs(self) -> None:
+        engine = self.manager.store.engine
+        self.tables: dict[str, SqlTableModel] = {}
+        for spec, prefix in ((PRODUCTS, "products"), (CUSTOMERS, "customers"),
+                             (ORDERS, "orders")):
+            model = SqlTableModel(engine, spec, parent=self)
+            view = getattr(self, f"{prefix}View")
+            view.setModel(model)
+            view.verticalHeader().setDefaultSectionSize(24)
+            view.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+            view.horizontalHeader().setSectionsMovable(True)
+            for col, column in enumerate(spec.columns):
+                view.setColumnWidth(col, column.width)
+            search = getattr(self, f"{prefix}Search")
+            timer = QTimer(self, singleShot=True, interval=250)
+            timer.timeout.connect(lambda m=model, s=search: m.set_search(s.text()))
+            search.textChanged.connect(lambda _t, t=timer: t.start())
+            flag = getattr(self, f"{prefix}Flag", None)
+            if flag is not None:
+                flag.toggled.connect(model.set_flag)
+            label = getattr(self, f"{prefix}Count")
+            model.countChanged.connect(lambda m=model, lab=label: self._update_count(m, lab))
+            model.modelReset.connect(lambda m=model, lab=label: self._update_count(m, lab))
+            self._update_count(model, label)
+            self.tables[spec.name] = model
+        self.dataTabs.setTabIcon(0, icon("spreadsheet"))
+        self.dataTabs.setTabIcon(1, icon("mail"))
+        self.dataTabs.setTabIcon(2, icon("report"))
+
+    @staticmethod
+    def _update_count(model: SqlTableModel, label: Any) -> None:
+        total = model.total()
+        shown = model.rowCount()
+        label.setText(f"{total:,} rows" if shown >= total else f"{shown:,} of {total:,} rows")
+
+    def refresh_tables(self) -> None:
+        for model in self.tables.values():
+            model.refresh()
+
+    # ---------------------------------------------------------------- menus etc.
+    def _menu(self, name: str) -> QMenu:
+        return getattr(self, f"menu{name}")  # type: ignore[no-any-return]
+
+    def _init_menus(self) -> None:
+        toolbar = self.mainToolBar
+        for spec in all_kinds():
+            if spec.diagnostic:
+                continue
+            actions = spec.actions or (Action(label=f"{spec.title}…", menu="Tools",
+                                              ask=tuple(p.name for p in spec.params),
+                                              icon=spec.icon),)
+            for decl in actions:
+                action = QAction(icon(decl.icon or spec.icon), decl.label, self)
+                if decl.shortcut:
+                    action.setShortcut(QKeySequence(decl.shortcut))
+                action.setToolTip(decl.tooltip or spec.description or decl.label)
+                action.setStatusTip(decl.tooltip or spec.description or decl.label)
+                action.triggered.connect(lambda _c=False, s=spec, d=decl: self.run_action(s, d))
+                menu_name = decl.menu if decl.menu in MENU_ORDER else "Tools"
+                self._menu(menu_name).addAction(action)
+                if decl.toolbar:
+                    toolbar.addAction(action)
+                self.kind_actions[decl.label] = action
+
+        file_menu = self._menu("File")
+        if file_menu.actions():
+            file_menu.addSeparator()
+        settings = file_menu.addAction(icon("settings"), "&Settings…", self.open_settings)
+        settings.setShortcut(QKeySequence(QKeySequence.StandardKey.Preferences))
+        file_menu.addAction(icon("folder"), "Open &data folder",
+                            lambda: QDesktopServices.openUrl(
+                                QUrl.fromLocalFile(str(self.data_dir.root))))
+        file_menu.addAction(icon("folder"), "Open &outputs folder",
+                            lambda: QDesktopServices.openUrl(
+                                QUrl.fromLocalFile(str(self.data_dir.outputs))))
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction(icon("quit"), "&Quit", self.request_quit)
+        quit_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        view_menu = self._menu("View")
+        toggle = self.dock.toggleViewAction()
+        toggle.setText("&Job registry")
+        toggle.setIcon(icon("jobs"))
+        toggle.setShortcut(QKeySequence("Ctrl+J"))
+        view_menu.addAction(toggle)
+        failed = view_menu.addAction(icon("status-failed"), "&Failed jobs",
+                                     lambda: self.show_registry(("failed", "interrupted")))
+        failed.setShortcut(QKeySequence("Ctrl+Shift+J"))
+        view_menu.addAction(icon("status-running"), "&Active jobs",
+                            lambda: self.show_registry(("queued", "running")))
+        view_menu.addSeparator()
+        view_menu.addAction("&Refresh data", self.refresh_tables).setShortcut(
+            QKeySequence(QKeySequence.StandardKey.Refresh))
+
+        help_menu = self._menu("Help")
+        help_menu.addAction(icon("folder"), "Open &log folder",
+                            lambda: QDesktopServices.openUrl(
+                                QUrl.fromLocalFile(str(self.data_dir.logs))))
+        help_menu.addAction(icon("swifty"), f"&About {APP_NAME}", self.show_about)
+        for name in MENU_ORDER:  # hide menus nobody filled
+            menu = self._menu(name)
+            menu.menuAction().setVisible(bool(menu.actions()))
+        toolbar.addSeparator()
+        toolbar.addAction(toggle)
+
+    def attach_scheduler(self, scheduler: Any) -> None:
+        """Show the Schedules tab beside the registry (the scheduler starts after the
+        window, so that the first paint does not wait for it)."""
+        from swifty_desktop.gui.schedules_view import SchedulesView
+
+        self.scheduler = scheduler
+        view = SchedulesView(scheduler, self.manager, self.dock.tabs)
+        if hasattr(view, "showJobRequested"):
+            view.showJobRequested.connect(self.show_details)
+        self.dock.add_tab(view, "Schedules", "schedule")
+        self.schedules_view = view
+
+    # ------------------------------------------------------------------- actions
+    def run_action(self, spec: KindSpec, decl: Action, *, params: dict[str, Any] | None = None
+                   ) -> int | None:
+        """Validate, submit, acknowledge.  ``params`` skips the dialog (tests, scripts)."""
+        if params is None:
+            if decl.ask:
+                dialog = ParamDialog(spec, title=decl.label.rstrip("…"), fixed=decl.params,
+                                     ask=decl.ask, start_dir=str(self.data_dir.root),
+                                     parent=self)
+                if dialog.exec() != QDialog.DialogCode.Accepted:
+                    return None
+                params = dialog.params
+            else:
+                params = dict(decl.params)
+        try:
+            clean = spec.validate(params)
+            job_id = self.manager.submit(spec.name, clean, Trigger.user(decl.label.rstrip("…")))
+        except ParamError as exc:
+            QMessageBox.warning(self, decl.label.rstrip("…"), str(exc).capitalize())
+            return None
+        title = spec.make_title(clean)
+        ack = decl.ack.format(title=title) if decl.ack else f"{title}: queued as job #{job_id}"
+        self.statusBar().showMessage(ack + " — it runs in the background.", 8000)
+        return job_id
+
+    def open_settings(self) -> None:
+        SettingsDialog(self.settings_store, self).exec()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self, f"About {APP_NAME}",
+            f"<h3>{APP_NAME} {__version__}</h3><p>Heavy business jobs in the background: "
+            "exports, imports, reports, supplier syncs and e-mail, with a job registry that "
+            f"shows every one of them.</p><p>Data folder: <code>{self.data_dir.root}</code></p>")
+
+    def show_registry(self, statuses: tuple[str, ...] | None = None) -> None:
+        self.show_window()
+        self.dock.show()
+        self.dock.raise_()
+        self.dock.tabs.setCurrentWidget(self.registry)
+        if statuses is not None:
+            self.registry.show_status(tuple(statuses))
+        self.registry.jobsView.setFocus()
+
+    @Slot(int)
+    def show_details(self, job_id: int) -> JobDetailsDialog:
+        self.show_window()
+        dialog = self._details.get(job_id)
+        if dialog is None:
+            dialog = JobDetailsDialog(self.manager, job_id, self)
+            dialog.destroyed.connect(lambda _o=None, j=job_id: self._details.pop(j, None))
+            self._details[job_id] = dialog
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
+
+    def show_window(self) -> None:
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+
+    @Slot(int, str)
+    def _on_job_finished(self, job_id: int, status: str) -> None:
+        if status != "completed":
+            return
+        try:
+            kind = self.manager.job(job_id).kind
+        except LookupError:
+            return
+        if kind in DATA_CHANGING:
+            self.refresh_tables()
+
+    # -------------------------------------------------------- layout & closing
+    def restore_layout(self) -> None:
+        geometry = self.ui_settings.value("window/geometry")
+        state = self.ui_settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        else:
+            self.resizeDocks([self.dock], [300], Qt.Orientation.Vertical)
+
+    def save_layout(self) -> None:
+        self.ui_settings.setValue("window/geometry", self.saveGeometry())
+        self.ui_settings.setValue("window/state", self.saveState())
+        self.ui_settings.sync()
+
+    @Slot()
+    def request_quit(self) -> None:
+        """Quit from the menu or the tray: ask first if jobs are running."""
+        if self.confirm_quit():
+            self.really_quit = True
+            self.save_layout()
+            self.quitRequested.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.really_quit:
+            event.accept()
+            return
+        self.save_layout()
+        running = self.manager.running_ids()
+        if running and self.tray_available:
+            choice = self.ask_about_running_jobs(len(running), tray=True)
+            if choice == "tray":
+                event.ignore()
+                self.hide()
+                return
+            if choice == "stay":
+                event.ignore()
+                return
+            self._quit_with(choice)
+            event.ignore()
+            return
+        if self.confirm_quit():
+            self.really_quit = True
+            event.accept()
+            self.quitRequested.emit()
+        else:
+            event.ignore()
+
+    def confirm_quit(self) -> bool:
+        running = self.manager.running_ids()
+        if not running:
+            return True
+        choice = self.ask_about_running_jobs(len(running), tray=False)
+        if choice == "stay":
+            return False
+        if choice == "wait":
+            return self.wait_for_jobs()
+        return True  # "cancel": the app cancels running jobs as it stops the engine
+
+    def _quit_with(self, choice: str) -> None:
+        if choice == "wait" and not self.wait_for_jobs():
+            return
+        self.really_quit = True
+        self.quitRequested.emit()
+
+    def ask_about_running_jobs(self, count: int, *, tray: bool) -> str:
+        """"tray" (keep running), "cancel" (cancel and quit), "wait", or "stay"."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Jobs are running")
+        plural = "s are" if count != 1 else " is"
+        box.setText(f"{count} job{plural} still running.")
+        box.setInformativeText("Keep them running in the background, cancel them and quit, "
+                               "or wait for them to finish and then quit?")
+        buttons: dict[Any, str] = {}
+        if tray:
+            buttons[box.addButton("Keep running in the tray",
+                                  QMessageBox.ButtonRole.AcceptRole)] = "tray"
+        buttons[box.addButton("Cancel jobs and quit",
+                              QMessageBox.ButtonRole.DestructiveRole)] = "cancel"
+        buttons[box.addButton("Wait, then quit", QMessageBox.ButtonRole.ActionRole)] = "wait"
+        stay = box.addButton("Don't quit", QMessageBox.ButtonRole.RejectRole)
+        buttons[stay] = "stay"
+        box.setDefaultButton(stay)
+        box.setEscapeButton(stay)
+        self._quit_box = box
+        box.exec()
+        return buttons.get(box.clickedButton(), "stay")
+
+    def wait_for_jobs(self) -> bool:
+        """Show progress until running jobs end; False if the user gives up waiting."""
+        total = max(1, len(self.manager.running_ids()))
+        progress = QProgressDialog("Waiting for running jobs to finish…", "Stop waiting", 0,
+                                   total, self)
+        progress.setWindowTitle("Waiting for jobs")
+        progress.setWindowModality(Qt.WindowModality.WindowModal)
+        progress.setMinimumDuration(0)
+        while self.manager.running_ids():
+            QApplication.processEvents()
+            progress.setValue(total - len(self.manager.running_ids()))
+            if progress.wasCanceled():
+                progress.close()
+                return False
+            time.sleep(0.02)
+        progress.close()
+        return True

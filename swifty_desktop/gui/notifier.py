@@ -1,0 +1,297 @@
+"""Notifications when jobs end: a small service with two strategies.
+
+``TrayStrategy`` shows a system-tray message; clicking it opens the finished file
+with the desktop's default application (a failed job's message opens its
+details).  Where the desktop has no system tray, ``BannerStrategy`` shows the
+same notification as a banner inside the window, with Open / Details buttons, so
+nothing is lost.  The Notifier decides *what* to say; strategies only show it,
+and can be tested without a desktop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSystemTrayIcon,
+    QWidget,
+)
+
+from swifty_desktop.gui.uitools import icon
+from swifty_desktop.jobs.manager import JobManager
+from swifty_desktop.jobs.model import JobRecord, JobStatus
+from swifty_desktop.tasks import registry
+
+COALESCE_MS = 400
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """What to tell the user about a job (or several) that ended."""
+
+    title: str
+    text: str
+    status: str  # completed | failed | interrupted | summary
+    job_id: int | None = None
+    target: str | None = None  # a file or folder to open on click
+
+    @property
+    def ok(self) -> bool:
+        return self.status == JobStatus.COMPLETED.value
+
+
+def open_target(job: JobRecord) -> str | None:
+    """The file (or folder) a click on the job's notification opens."""
+    if job.output_path:
+        return job.output_path
+    if isinstance(job.result, dict):
+        for key in ("folder", "outbox", "path"):
+            value = job.result.get(key)
+            if isinstance(value, str) and value and Path(value).exists():
+                return value
+    return None
+
+
+def describe(job: JobRecord) -> Notification:
+    target = open_target(job)
+    if job.status is JobStatus.COMPLETED:
+        if target:
+            text = f"{Path(target).name} is ready. Click to open it."
+        else:
+            text = "Finished. Click for details."
+        return Notification(f"{job.title} finished", text, job.status.value, job.id, target)
+    reason = job.error.message.splitlines()[0] if job.error and job.error.message else ""
+    verb = "was interrupted" if job.status is JobStatus.INTERRUPTED else "failed"
+    return Notification(f"{job.title} {verb}", (reason[:180] + " — " if reason else "")
+                        + "Click for details.", job.status.value, job.id, None)
+
+
+class Strategy(Protocol):
+    """How a notification reaches the user; ``activated`` fires when it is clicked."""
+
+    activated: Any  # Signal(object): the Notification clicked
+
+    def show(self, notification: Notification) -> None: ...
+
+
+class TrayStrategy(QObject):
+    """System-tray messages (QSystemTrayIcon.showMessage); the click opens the target."""
+
+    activated = Signal(object)
+
+    def __init__(self, tray: QSystemTrayIcon, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tray = tray
+        self.last: Notification | None = None
+        self.shown: list[Notification] = []
+        tray.messageClicked.connect(self._clicked)
+
+    def show(self, notification: Notification) -> None:
+        self.last = notification
+        self.shown.append(notification)
+        kind = QSystemTrayIcon.MessageIcon.Information if notification.ok or \
+            notification.status == "summary" else QSystemTrayIcon.MessageIcon.Warning
+        self.tray.showMessage(notification.title, notification.text, kind, 10_000)
+
+    @Slot()
+    def _clicked(self) -> None:
+        if self.last is not None:
+            self.activated.emit(self.last)
+
+
+class Banner(QFrame):
+    """One in-window notification with Open / Details / dismiss buttons."""
+
+    def __init__(self, notification: Notification, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.notification = notification
+        self.setObjectName("notificationBanner")
+        color = {"completed": "#e8f5e9", "failed": "#ffebee", "interrupted": "#fff3e0"}.get(
+            notification.status, "#e3f2fd")
+        border = {"completed": "#a5d6a7", "failed": "#ef9a9a", "interrupted": "#ffcc80"}.get(
+            notification.status, "#90caf9")
+        self.setStyleSheet(f"#notificationBanner {{ background: {color}; border: 1px solid "
+                           f"{border}; border-radius: 4px; }}")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        status_icon = QLabel(self)
+        name = "status-completed" if notification.ok else (
+            "status-interrupted" if notification.status == "interrupted" else "status-failed")
+        if notification.status == "summary":
+            name = "jobs"
+        status_icon.setPixmap(icon(name).pixmap(18, 18))
+        layout.addWidget(status_icon)
+        self.label = QLabel(f"<b>{_esc(notification.title)}</b> — {_esc(notification.text)}",
+                            self)
+        self.label.setWordWrap(True)
+        layout.addWidget(self.label, 1)
+        self.openButton = QPushButton(icon("open"), "Open", self)
+        self.openButton.setVisible(bool(notification.target))
+        self.detailsButton = QPushButton(icon("details"), "Details", self)
+        self.detailsButton.setVisible(notification.job_id is not None)
+        self.closeButton = QPushButton("✕", self)
+        self.closeButton.setFlat(True)
+        self.closeButton.setToolTip("Dismiss")
+        self.closeButton.setFixedWidth(28)
+        for button in (self.openButton, self.detailsButton, self.closeButton):
+            layout.addWidget(button)
+
+
+class BannerStrategy(QObject):
+    """In-window banners for desktops without a system tray."""
+
+    activated = Signal(object)
+    detailsRequested = Signal(int)
+    MAX_BANNERS = 3
+
+    def __init__(self, area: QWidget, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.area = area
+        self.banners: list[Banner] = []
+
+    def show(self, notification: Notification) -> None:
+        banner = Banner(notification, self.area)
+        banner.openButton.clicked.connect(lambda: self._open(banner))
+        banner.detailsButton.clicked.connect(lambda: self._details(banner))
+        banner.closeButton.clicked.connect(lambda: self.dismiss(banner))
+        layout = self.area.layout()
+        layout.insertWidget(0, banner)
+        self.banners.insert(0, banner)
+        while len(self.banners) > self.MAX_BANNERS:
+            self.dismiss(self.banners[-1])
+        self.area.show()
+
+    def dismiss(self, banner: Banner) -> None:
+        if banner in self.banners:
+            self.banners.remove(banner)
+        banner.hide()
+        banner.deleteLater()
+
+    def _open(self, banner: Banner) -> None:
+        self.activated.emit(banner.notification)
+        self.dismiss(banner)
+
+    def _details(self, banner: Banner) -> None:
+        if banner.notification.job_id is not None:
+            self.detailsRequested.emit(banner.notification.job_id)
+        self.dismiss(banner)
+
+
+class Notifier(QObject):
+    """Listens to the engine and notifies about jobs that ended (coalescing bursts)."""
+
+    detailsRequested = Signal(int)
+    registryRequested = Signal()
+
+    def __init__(self, manager: JobManager, strategy: Any, *, include_diagnostic: bool = False,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.manager = manager
+        self.strategy = strategy
+        self.enabled = True
+        self.include_diagnostic = include_diagnostic  # noop, sleep...: tests only
+        self._pending: list[int] = []
+        self._timer = QTimer(self, singleShot=True, interval=COALESCE_MS)
+        self._timer.timeout.connect(self._flush)
+        manager.jobFinished.connect(self._on_finished)
+        strategy.activated.connect(self.activate)
+        if hasattr(strategy, "detailsRequested"):
+            strategy.detailsRequested.connect(self.detailsRequested)
+
+    def set_strategy(self, strategy: Any) -> None:
+        self.strategy = strategy
+        strategy.activated.connect(self.activate)
+        if hasattr(strategy, "detailsRequested"):
+            strategy.detailsRequested.connect(self.detailsRequested)
+
+    @Slot(int, str)
+    def _on_finished(self, job_id: int, status: str) -> None:
+        if status == JobStatus.CANCELLED.value or not self.enabled:
+            return  # the user asked for it; nothing to tell
+        self._pending.append(job_id)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _flush(self) -> None:
+        ids, self._pending = self._pending, []
+        jobs = self.manager.store.get_many(ids)
+        notes: list[Notification] = []
+        for job_id in ids:
+            job = jobs.get(job_id)
+            if job is None or job.superseded_by is not None:
+                continue  # retried automatically: the final attempt will be told
+            spec = registry().get(job.kind)
+            if spec is None or (spec.diagnostic and not self.include_diagnostic):
+                continue
+            notes.append(describe(job))
+        if not notes:
+            return
+        if len(notes) == 1:
+            self.strategy.show(notes[0])
+            return
+        failed = sum(1 for n in notes if not n.ok)
+        text = f"{len(notes) - failed} finished" + (f", {failed} failed" if failed else "")
+        self.strategy.show(Notification(f"{len(notes)} jobs ended", text + ". Click to see "
+                                        "them in the job registry.", "summary"))
+
+    @Slot(object)
+    def activate(self, notification: Notification) -> None:
+        """The user clicked a notification: open the file, or show what went wrong."""
+        if notification.status == "summary":
+            self.registryRequested.emit()
+        elif notification.ok and notification.target:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(notification.target))
+        elif notification.job_id is not None:
+            self.detailsRequested.emit(notification.job_id)
+
+
+class Tray(QObject):
+    """The system-tray icon: a menu (Show, Job registry, Quit) and a tooltip of running jobs."""
+
+    showRequested = Signal()
+    registryRequested = Signal()
+    quitRequested = Signal()
+
+    def __init__(self, manager: JobManager, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.manager = manager
+        self.icon = QSystemTrayIcon(icon("swifty"), self)
+        menu = QMenu()
+        menu.addAction(icon("swifty"), "Show Swifty Desktop", self.showRequested.emit)
+        menu.addAction(icon("jobs"), "Job registry", self.registryRequested.emit)
+        menu.addSeparator()
+        menu.addAction(icon("quit"), "Quit", self.quitRequested.emit)
+        self._menu = menu
+        self.icon.setContextMenu(menu)
+        self.icon.activated.connect(self._activated)
+        manager.countsChanged.connect(self.update_tooltip)
+        self.update_tooltip()
+
+    def show(self) -> None:
+        self.icon.show()
+
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason == QSystemTrayIcon.ActivationReason.Trigger:
+            self.showRequested.emit()
+
+    @Slot()
+    def update_tooltip(self) -> None:
+        running = [self.manager.job(i) for i in self.manager.running_ids()[:5]]
+        if running:
+            lines = [f"{j.title} — {(j.progress or 0) * 100:.0f}%" for j in running]
+            self.icon.setToolTip("Swifty Desktop — running:\n" + "\n".join(lines))
+        else:
+            self.icon.setToolTip("Swifty Desktop — no jobs running")
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,356 @@
+"""The job registry's table model: jobs newest first, paged, filtered in the database.
+
+Rows are immutable :class:`JobRecord` snapshots.  The model pages history in with
+``fetchMore`` (keyset paging on the id, so 100,000 jobs open as fast as 100),
+inserts new jobs one row at a time, and coalesces changes: ids marked dirty by
+the manager's signals are refreshed at most 20 times a second with per-row
+``dataChanged`` — never a reset on a progress tick, so selection and scroll
+position survive.  A newly added job is inserted at once: that row is the
+user's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QColor, QFont
+
+from swifty_desktop.gui.uitools import fmt_duration, fmt_time, icon
+from swifty_desktop.jobs.manager import JobManager
+from swifty_desktop.jobs.model import JobRecord, JobStatus
+from swifty_desktop.jobs.store import JobQuery
+
+JOB_ROLE = Qt.ItemDataRole.UserRole + 1  # the JobRecord
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # (fraction or None, message, status)
+SORT_ROLE = Qt.ItemDataRole.UserRole + 3
+
+COLUMNS = ("Job", "Triggered by", "Status", "Progress", "Started", "Finished", "Duration",
+           "Result")
+COL_JOB, COL_TRIGGER, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_FINISHED, COL_DURATION, \
+    COL_RESULT = range(len(COLUMNS))
+
+STATUS_COLORS = {
+    JobStatus.QUEUED: QColor("#546e7a"),
+    JobStatus.RUNNING: QColor("#1565c0"),
+    JobStatus.COMPLETED: QColor("#2e7d32"),
+    JobStatus.FAILED: QColor("#c62828"),
+    JobStatus.CANCELLED: QColor("#616161"),
+    JobStatus.INTERRUPTED: QColor("#e65100"),
+}
+
+FLUSH_MS = 50  # at most 20 refreshes a second
+
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_DECORATION = Qt.ItemDataRole.DecorationRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_FONT = Qt.ItemDataRole.FontRole
+_TOOLTIP = Qt.ItemDataRole.ToolTipRole
+_ROLES = frozenset({_DISPLAY, _DECORATION, _FOREGROUND, _FONT, _TOOLTIP, JOB_ROLE,
+                    PROGRESS_ROLE, SORT_ROLE})
+_BOLD = QFont()
+_BOLD.setBold(True)
+
+
+def result_summary(job: JobRecord) -> str:
+    """One line: what came out of the job, or why it did not."""
+    if job.status is JobStatus.QUEUED:
+        if job.not_before:
+            return f"Retry at {fmt_time(job.not_before)}"
+        return "Waiting for a free worker"
+    if job.status is JobStatus.RUNNING:
+        return ""  # the progress column shows the current message
+    if job.error is not None and job.status is not JobStatus.COMPLETED:
+        first = job.error.message.strip().splitlines()[0] if job.error.message else ""
+        return first if job.error.type in ("Interrupted", "TaskError", "TimeoutError",
+                                           "WorkerCrashed") else f"{job.error.type}: {first}"
+    if job.status is JobStatus.CANCELLED:
+        return job.message or "Cancelled"
+    if job.output_path:
+        return job.output_path.replace("\\", "/").rsplit("/", 1)[-1]
+    if isinstance(job.result, dict):
+        parts = []
+        for key, value in job.result.items():
+            if isinstance(value, (int, float, str, bool)) and key not in ("pid", "ok", "path"):
+                parts.append(f"{key.replace('_', ' ')} {value:,}" if isinstance(value, int)
+                             and not isinstance(value, bool) else f"{key.replace('_', ' ')} "
+                             f"{value}")
+            if len(parts) == 3:
+                break
+        return ", ".join(parts) or "Done"
+    return "Done" if job.status is JobStatus.COMPLETED else ""
+
+
+class JobTableModel(QAbstractTableModel):
+    """Jobs newest first; see the module docstring."""
+
+    countChanged = Signal()
+
+    def __init__(self, manager: JobManager, *, page_size: int = 200,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._manager = manager
+        self._store = manager.store
+        self._page = page_size
+        self._query = JobQuery(latest_only=True)
+        self._ids: list[int] = []  # descending
+        self._jobs: dict[int, JobRecord] = {}
+        self._texts: dict[int, tuple[JobRecord, tuple[str, ...]]] = {}  # display cache
+        self._exhausted = False
+        self._dirty: set[int] = set()
+        self._flush_timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
+        self._flush_timer.timeout.connect(self.flush)
+        self.flushes = 0  # for tests and benchmarks: how often rows were refreshed
+        manager.jobAdded.connect(self._on_added)
+        manager.jobChanged.connect(self._mark_dirty)
+        manager.jobProgress.connect(self._on_progress)
+        manager.jobFinished.connect(self._on_finished)
+        self._load_first_page()
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def query(self) -> JobQuery:
+        return self._query
+
+    def set_query(self, query: JobQuery) -> None:
+        """Filter in the database; a new filter is a bulk change, so the model resets."""
+        if query == self._query:
+            return
+        self._query = query
+        self.beginResetModel()
+        self._ids, self._jobs, self._exhausted = [], {}, False
+        self._texts.clear()
+        self._dirty.clear()
+        self._load_first_page(reset=False)
+        self.endResetModel()
+        self.countChanged.emit()
+
+    def reload(self) -> None:
+        query, self._query = self._query, JobQuery(text="\0never")
+        self.set_query(query)
+
+    def _load_first_page(self, reset: bool = True) -> None:
+        jobs = self._store.list(self._query, limit=self._page)
+        self._ids = [j.id for j in jobs]
+        self._jobs = {j.id: j for j in jobs}
+        self._exhausted = len(jobs) < self._page
+
+    # -------------------------------------------------------------- Qt model API
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._ids)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+        return not parent.isValid() and not self._exhausted
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+        if parent.isValid() or self._exhausted:
+            return
+        before = self._ids[-1] if self._ids else None
+        jobs = self._store.list(self._query, limit=self._page, before_id=before)
+        self._exhausted = len(jobs) < self._page
+        jobs = [j for j in jobs if j.id not in self._jobs]
+        if not jobs:
+            return
+        first = len(self._ids)
+        self.beginInsertRows(QModelIndex(), first, first + len(jobs) - 1)
+        self._ids.extend(j.id for j in jobs)
+        self._jobs.update((j.id, j) for j in jobs)
+        self.endInsertRows()
+        self.countChanged.emit()
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex,
+             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        # Called hundreds of times per repaint: unhandled roles leave first, and the
+        # display texts of a snapshot are computed once (snapshots are immutable).
+        if role not in _ROLES or not index.isValid():
+            return None
+        job = self._jobs[self._ids[index.row()]]
+        col = index.column()
+        if role == _DISPLAY:
+            cached = self._texts.get(job.id)
+            if cached is None or cached[0] is not job:
+                cached = (job, tuple(self._display(job, c) for c in range(len(COLUMNS))))
+                self._texts[job.id] = cached
+            return cached[1][col]
+        if role == JOB_ROLE:
+            return job
+        if role == PROGRESS_ROLE:
+            return (job.progress, job.message or "", job.status)
+        if role == _DECORATION:
+            return icon(f"status-{job.status.value}") if col == COL_STATUS else None
+        if role == _FOREGROUND:
+            if col == COL_STATUS:
+                return STATUS_COLORS[job.status]
+            if col == COL_RESULT and job.status in (JobStatus.FAILED, JobStatus.INTERRUPTED):
+                return STATUS_COLORS[job.status]
+            return None
+        if role == _FONT:
+            return _BOLD if col == COL_STATUS and job.status is JobStatus.FAILED else None
+        if role == _TOOLTIP:
+            return self._tooltip(job, col)
+        if role == SORT_ROLE:
+            return job.id
+        return None
+
+    @staticmethod
+    def _display(job: JobRecord, col: int) -> str:
+        if col == COL_JOB:
+            return job.title if job.attempt == 1 else f"{job.title} (attempt {job.attempt})"
+        if col == COL_TRIGGER:
+            return job.trigger.describe()
+        if col == COL_STATUS:
+            return job.status.label
+        if col == COL_PROGRESS:
+            return ""
+        if col == COL_STARTED:
+            return fmt_time(job.started_at)
+        if col == COL_FINISHED:
+            return fmt_time(job.finished_at)
+        if col == COL_DURATION:
+            return fmt_duration(job.duration)
+        if col == COL_RESULT:
+            return result_summary(job)
+        return ""
+
+    @staticmethod
+    def _tooltip(job: JobRecord, col: int) -> str:
+        if col == COL_JOB:
+            params = json.dumps(job.params, ensure_ascii=False) if job.params else "none"
+            return f"#{job.id} · {job.kind} · attempt {job.attempt}\nParameters: {params}"
+        if col == COL_RESULT and job.error is not None:
+            return f"{job.error.type}: {job.error.message}"
+        if col == COL_RESULT and job.output_path:
+            return job.output_path
+        if col in (COL_STARTED, COL_FINISHED):
+            ts = job.started_at if col == COL_STARTED else job.finished_at
+            return fmt_time(ts, with_date=True)
+        return ""
+
+    # ------------------------------------------------------------------ lookups
+    def row_of(self, job_id: int) -> int:
+        """The row showing ``job_id``, or -1."""
+        pos = bisect.bisect_left(self._ids, -job_id, key=lambda x: -x)
+        return pos if pos < len(self._ids) and self._ids[pos] == job_id else -1
+
+    def job_at(self, row: int) -> JobRecord:
+        return self._jobs[self._ids[row]]
+
+    def job(self, job_id: int) -> JobRecord | None:
+        return self._jobs.get(job_id)
+
+    # ---------------------------------------------------------------- updates
+    @Slot(int)
+    def _on_added(self, job_id: int) -> None:
+        """A new job is shown at once (the acknowledgement must not wait for a tick)."""
+        job = self._manager.just_added(job_id)
+        if job is None:
+            self._dirty.add(job_id)
+            self.flush()
+            return
+        if self.row_of(job_id) >= 0 or not self._query.matches(job):
+            return
+        if self._ids and job_id < self._ids[-1] and not self._exhausted:
+            return  # older than the loaded page: it arrives with fetchMore
+        pos = bisect.bisect_left(self._ids, -job_id, key=lambda x: -x)
+        self.beginInsertRows(QModelIndex(), pos, pos)
+        self._ids.insert(pos, job_id)
+        self._jobs[job_id] = job
+        self.endInsertRows()
+        self.countChanged.emit()
+
+    @Slot(int, object, str)
+    def _on_progress(self, job_id: int, _fraction: Any, _message: str) -> None:
+        if job_id in self._jobs:
+            self._mark_dirty(job_id)
+
+    @Slot(int, str)
+    def _on_finished(self, job_id: int, _status: str) -> None:
+        self._mark_dirty(job_id)
+
+    @Slot(int)
+    def _mark_dirty(self, job_id: int) -> None:
+        self._dirty.add(job_id)
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @Slot()
+    def flush(self) -> None:
+        """Apply every change that arrived since the last flush (one pass, per row)."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        self.flushes += 1
+        fresh: dict[int, JobRecord] = {}
+        missing = []
+        running = set(self._manager.running_ids())
+        for job_id in dirty:
+            if job_id in running:
+                try:
+                    fresh[job_id] = self._manager.job(job_id)
+                    continue
+                except LookupError:
+                    pass
+            missing.append(job_id)
+        if missing:
+            fresh.update(self._store.get_many(missing))
+        changed_ids: list[int] = []
+        inserted = removed = False
+        for job_id in sorted(fresh, reverse=True):
+            job = fresh[job_id]
+            row = self.row_of(job_id)
+            keep = self._query.matches(job)
+            if row >= 0 and keep:
+                self._jobs[job_id] = job
+                changed_ids.append(job_id)
+            elif row >= 0:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._ids[row]
+                del self._jobs[job_id]
+                self._texts.pop(job_id, None)
+                self.endRemoveRows()
+                removed = True
+            elif keep and (self._exhausted or not self._ids or job_id > self._ids[-1]):
+                pos = bisect.bisect_left(self._ids, -job_id, key=lambda x: -x)
+                self.beginInsertRows(QModelIndex(), pos, pos)
+                self._ids.insert(pos, job_id)
+                self._jobs[job_id] = job
+                self.endInsertRows()
+                inserted = True
+        # rows may have moved while inserting/removing: look them up at the end
+        rows = sorted(r for r in (self.row_of(i) for i in changed_ids) if r >= 0)
+        last = len(COLUMNS) - 1
+        for start, end in _ranges(rows):
+            self.dataChanged.emit(self.index(start, 0), self.index(end, last))
+        if inserted or removed:
+            self.countChanged.emit()
+
+
+def _ranges(rows: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for row in rows:
+        if out and row == out[-1][1] + 1:
+            out[-1] = (out[-1][0], row)
+        else:
+            out.append((row, row))
+    return out
