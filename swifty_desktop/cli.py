@@ -536,7 +536,7 @@ def _load_extensions() -> None:
 
 
 # Modules with ``register(subparsers)`` and ``COMMANDS``; kept light at import.
-EXTENSION_MODULES: tuple[str, ...] = ("swifty_desktop.demo.cli",)
+EXTENSION_MODULES: tuple[str, ...] = ("swifty_desktop.demo.cli", "swifty_desktop.scheduling.cli")
 
 
 if __name__ == "__main__":
