@@ -41,6 +41,7 @@ class SwiftyApp:
         self.tray: Any = None
         self.notifier: Any = None
         self.started_at = time.perf_counter()
+        self._stopped = False
 
     # ------------------------------------------------------------------ steps
     def _on_cleanup(self, name: str, func: Callable[[], Any]) -> None:
@@ -168,7 +169,11 @@ class SwiftyApp:
 
     # --------------------------------------------------------------- lifetime
     def start(self) -> None:
-        """Run every start-up step; the window is shown before the engine warms up."""
+        """Run every start-up step.  The window is painted first; the engine (crash
+        recovery, worker processes) and the scheduler start on the next event-loop
+        turn, so they never delay the first paint."""
+        from PySide6.QtCore import QTimer
+
         self._init_qt()
         self._init_services()
         self._init_crash_handler()
@@ -180,7 +185,11 @@ class SwiftyApp:
                  (time.perf_counter() - self.started_at) * 1000)
         if os.environ.get("SWIFTY_STARTUP_PROBE"):  # bench/startup.py
             self._probe_first_paint()
-        # after the first paint: recovery, worker processes, schedules
+        QTimer.singleShot(0, self._start_background)
+
+    def _start_background(self) -> None:
+        if self.manager is None or self._stopped:
+            return
         self.manager.start()
         self._init_scheduler()
         self._first_run()
@@ -201,6 +210,7 @@ class SwiftyApp:
 
     def shutdown(self) -> None:
         """Run clean-ups in reverse order; one failing does not stop the others."""
+        self._stopped = True
         while self._cleanups:
             name, func = self._cleanups.pop()
             try:

@@ -60,9 +60,12 @@ class JobDetailsDialog(QDialog):
         self.titleLabel.setText(f"<b style='font-size: 14pt'>{_esc(job.title)}</b>")
         color = STATUS_COLORS[job.status].name()
         extra = f" — retried as #{job.superseded_by}" if job.superseded_by else ""
+        summary = result_summary(job)
+        if len(summary) > 110:  # the whole text is on the Error tab
+            summary = summary[:107].rstrip() + "…"
         self.subtitleLabel.setText(
             f"<span style='color:{color}'><b>{job.status.label}</b></span> · #{job.id} · "
-            f"attempt {job.attempt}{extra} · {_esc(result_summary(job))}")
+            f"attempt {job.attempt}{extra} · {_esc(summary)}")
         running = job.status is JobStatus.RUNNING
         self.progressBar.setVisible(running)
         if running:

@@ -128,7 +128,8 @@ class MainWindow(QMainWindow):
             label = getattr(self, f"{prefix}Count")
             model.countChanged.connect(lambda m=model, lab=label: self._update_count(m, lab))
             model.modelReset.connect(lambda m=model, lab=label: self._update_count(m, lab))
-            self._update_count(model, label)
+            # counting rows (a join over all orders) waits until the window is painted
+            QTimer.singleShot(0, lambda m=model, lab=label: self._update_count(m, lab))
             self.tables[spec.name] = model
         self.dataTabs.setTabIcon(0, icon("spreadsheet"))
         self.dataTabs.setTabIcon(1, icon("mail"))
@@ -244,8 +245,9 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, decl.label.rstrip("…"), str(exc).capitalize())
             return None
         title = spec.make_title(clean)
-        ack = decl.ack.format(title=title) if decl.ack else f"{title}: queued as job #{job_id}"
-        self.statusBar().showMessage(ack + " — it runs in the background.", 8000)
+        ack = decl.ack.format(title=title) if decl.ack else \
+            f"{title}: queued as job #{job_id} — it runs in the background."
+        self.statusBar().showMessage(ack, 8000)
         return job_id
 
     def open_settings(self) -> None:

@@ -78,15 +78,22 @@ class ProgressDelegate(QStyledItemDelegate):
         if fraction is None:
             bar.minimum = bar.maximum = 0  # busy indicator: the amount is unknown
             bar.progress = 0
-            bar.text = message or "Working…"
+            text = message or "Working…"
         else:
             bar.progress = int(max(0.0, min(1.0, fraction)) * 1000)
-            bar.text = f"{fraction * 100:.0f}%" + (f" · {message}" if message else "")
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+            text = f"{fraction * 100:.0f}%" + (f" · {message}" if message else "")
+        bar.textVisible = False  # drawn below, on one line, elided to fit
         bar.state = option.state | QStyle.StateFlag.State_Horizontal
         style = option.widget.style() if option.widget is not None else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+        text_rect = bar.rect.adjusted(6, 0, -6, 0)
+        elided = option.fontMetrics.elidedText(text, Qt.TextElideMode.ElideRight,
+                                               text_rect.width())
+        painter.save()
+        painter.setPen(option.palette.color(option.palette.ColorRole.Text))
+        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignVCenter
+                                        | Qt.AlignmentFlag.AlignLeft), elided)
+        painter.restore()
 
 
 class RegistryPanel(QWidget):

@@ -12,6 +12,7 @@ user's acknowledgement.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 from typing import Any
 
@@ -108,7 +109,8 @@ class JobTableModel(QAbstractTableModel):
         self._jobs: dict[int, JobRecord] = {}
         self._texts: dict[int, tuple[JobRecord, tuple[str, ...]]] = {}  # display cache
         self._exhausted = False
-        self._dirty: set[int] = set()
+        self._dirty: set[int] = set()  # ids to re-read (status or anything else changed)
+        self._progress: dict[int, tuple[Any, str]] = {}  # pending progress ticks
         self._flush_timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
         self._flush_timer.timeout.connect(self.flush)
         self.flushes = 0  # for tests and benchmarks: how often rows were refreshed
@@ -132,6 +134,7 @@ class JobTableModel(QAbstractTableModel):
         self._ids, self._jobs, self._exhausted = [], {}, False
         self._texts.clear()
         self._dirty.clear()
+        self._progress.clear()
         self._load_first_page(reset=False)
         self.endResetModel()
         self.countChanged.emit()
@@ -187,6 +190,8 @@ class JobTableModel(QAbstractTableModel):
         job = self._jobs[self._ids[index.row()]]
         col = index.column()
         if role == _DISPLAY:
+            if col == COL_DURATION and job.finished_at is None:
+                return fmt_duration(job.duration)  # still growing: never cached
             cached = self._texts.get(job.id)
             if cached is None or cached[0] is not job:
                 cached = (job, tuple(self._display(job, c) for c in range(len(COLUMNS))))
@@ -279,9 +284,12 @@ class JobTableModel(QAbstractTableModel):
         self.countChanged.emit()
 
     @Slot(int, object, str)
-    def _on_progress(self, job_id: int, _fraction: Any, _message: str) -> None:
+    def _on_progress(self, job_id: int, fraction: Any, message: str) -> None:
+        # a progress tick carries everything it changes: no database read for it
         if job_id in self._jobs:
-            self._mark_dirty(job_id)
+            self._progress[job_id] = (fraction, message)
+            if not self._flush_timer.isActive():
+                self._flush_timer.start()
 
     @Slot(int, str)
     def _on_finished(self, job_id: int, _status: str) -> None:
@@ -296,10 +304,23 @@ class JobTableModel(QAbstractTableModel):
     @Slot()
     def flush(self) -> None:
         """Apply every change that arrived since the last flush (one pass, per row)."""
-        if not self._dirty:
+        if not self._dirty and not self._progress:
             return
         dirty, self._dirty = self._dirty, set()
+        progress, self._progress = self._progress, {}
         self.flushes += 1
+        ticked: list[int] = []
+        for job_id, (fraction, message) in progress.items():
+            job = self._jobs.get(job_id)
+            if job is not None and job_id not in dirty and job.status is JobStatus.RUNNING:
+                new = dataclasses.replace(job, progress=fraction, message=message)
+                self._jobs[job_id] = new
+                cached = self._texts.get(job_id)
+                if cached is not None and cached[0] is job:  # the texts do not change
+                    self._texts[job_id] = (new, cached[1])
+                ticked.append(job_id)
+            elif job is not None:
+                dirty.add(job_id)
         fresh: dict[int, JobRecord] = {}
         missing = []
         running = set(self._manager.running_ids())
@@ -341,6 +362,14 @@ class JobTableModel(QAbstractTableModel):
         last = len(COLUMNS) - 1
         for start, end in _ranges(rows):
             self.dataChanged.emit(self.index(start, 0), self.index(end, last))
+        # a progress tick changes only the progress and duration cells: repaint those
+        ticks = sorted(r for r in (self.row_of(i) for i in ticked if i not in changed_ids)
+                       if r >= 0)
+        for start, end in _ranges(ticks):
+            self.dataChanged.emit(self.index(start, COL_PROGRESS),
+                                  self.index(end, COL_PROGRESS))
+            self.dataChanged.emit(self.index(start, COL_DURATION),
+                                  self.index(end, COL_DURATION))
         if inserted or removed:
             self.countChanged.emit()
 
