@@ -238,7 +238,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             from swifty_desktop.jobs.model import Trigger
             from swifty_desktop.jobs.store import JobStore
 
+            from swifty_desktop.jobs import secrets
+
             store = JobStore(svc.engine)
+            params = secrets.stash(spec, params, svc.engine)  # secrets to the keyring
             job_id = store.insert(spec.name, spec.make_title(params), params,
                                   Trigger.cli("jobs submit"))
             if args.wait:

@@ -54,6 +54,16 @@ def assert_matches_feed(db: Any, feed: list[dict[str, Any]], supplier: str) -> N
         assert row["supplier"] == supplier
 
 
+@pytest.fixture(autouse=True)
+def file_keyring(monkeypatch: Any, tmp_path: Any) -> Any:
+    """Secret job parameters go to the keyring: give these tests (and their workers) one."""
+    folder = tmp_path / "keyring"
+    folder.mkdir()
+    previous = use_file_keyring(monkeypatch, folder)
+    yield
+    keyring.set_keyring(previous)
+
+
 def sync_params(shop: WooShop, **extra: Any) -> dict[str, Any]:
     return {"base_url": shop.base_url, "consumer_key": shop.key,
             "consumer_secret": shop.secret, "supplier": "Loopback", **extra}
@@ -163,6 +173,21 @@ def test_a_page_that_keeps_failing_fails_the_job_transient_and_the_retry_resumes
         assert (done.result["fetched"], done.result["inserted"], done.result["pages"]) == \
             (30, 30, 3)
         assert_matches_feed(db, feed, "Loopback")
+
+
+def test_a_secret_given_as_a_parameter_stays_out_of_the_database(make_manager, qtbot,
+                                                                 data_dir) -> None:
+    with WooShop([woo_product(i) for i in range(1, 4)], secret="cs_very_secret") as shop:
+        manager = make_manager()
+        job = wait_final(qtbot, manager, manager.submit("catalog_sync", sync_params(shop)))
+        assert job.status is JobStatus.COMPLETED, job.error  # the worker had the secret
+        assert job.params["consumer_secret"].startswith("keyring:")
+        retry = wait_final(qtbot, manager, manager.submit("fail"))  # more writes, then look
+        assert retry.status is JobStatus.FAILED
+    for name in ("swifty.db", "swifty.db-wal"):
+        path = data_dir.root / name
+        if path.exists():
+            assert b"cs_very_secret" not in path.read_bytes(), name
 
 
 @pytest.mark.slow

@@ -96,3 +96,12 @@ def test_retry_of_a_completed_job_is_refused(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "jobs", "retry", "1")
     assert proc.returncode == 2
     assert "job #1 is completed; only failed, cancelled or interrupted" in proc.stderr
+
+
+def test_a_secret_parameter_without_a_keyring_is_refused_not_stored(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "jobs", "submit", "catalog_sync", "-p", "consumer_secret=cs_1",
+                   "-p", "base_url=http://127.0.0.1:9", "-p", "consumer_key=ck_1")
+    assert proc.returncode == 2
+    assert "parameter 'consumer_secret' is a secret" in proc.stderr
+    assert "Settings" in proc.stderr
+    assert job_count(tmp_path) == 0

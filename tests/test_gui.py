@@ -10,7 +10,7 @@ import pytest
 from conftest import wait_final, wait_until
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QSystemTrayIcon
+from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from swifty_desktop.gui.forms import ParamDialog
 from swifty_desktop.gui.main_window import MainWindow
@@ -333,3 +333,80 @@ def test_crash_dialog_offers_a_copyable_report(qtbot, tmp_path: Path) -> None:
     copy.click()
     assert QGuiApplication.clipboard().text() == report
     box.close()
+
+
+def test_data_tabs_page_sort_and_search_in_the_database(window, qtbot, db) -> None:
+    from swifty_desktop.demo.seed import seed
+
+    seed(db, size="small")
+    window.refresh_tables()
+    products = window.tables["products"]
+    total = products.total()
+    assert total > 150 and products.rowCount() == min(200, total)
+    first_sku = products.index(0, 0).data()
+    products.sort(0, Qt.SortOrder.DescendingOrder)  # by SKU, in the database
+    assert products.index(0, 0).data() > first_sku
+    window.productsSearch.setText(first_sku)
+    wait_until(qtbot, lambda: products.rowCount() == 1)
+    assert products.index(0, 0).data() == first_sku
+    assert window.productsCount.text() == "1 row"
+    orders = window.tables["orders"]
+    shown = orders.total()
+    with db.begin() as conn:
+        conn.exec_driver_sql("UPDATE orders SET status = 'archived' WHERE id <= 10")
+    orders.refresh()
+    assert orders.total() == shown - 10  # archived orders are out of the default view
+    window.ordersFlag.setChecked(True)
+    assert orders.total() == shown
+
+
+def test_data_tabs_fetch_more_rows_as_the_view_scrolls(qtbot, db) -> None:
+    import datetime as dt
+
+    from swifty_desktop.db.models import Customer
+    from swifty_desktop.gui.data_models import CUSTOMERS, SqlTableModel
+
+    with db.begin() as conn:
+        conn.execute(Customer.__table__.insert(), [
+            {"name": f"Customer {i:04d}", "email": f"c{i}@example.com", "country": "DE",
+             "opted_in": False, "created_at": dt.datetime(2026, 1, 1)} for i in range(650)])
+    model = SqlTableModel(db, CUSTOMERS, page_size=200)
+    assert model.rowCount() == 200 and model.canFetchMore()
+    while model.canFetchMore():
+        model.fetchMore()
+    assert model.rowCount() == 650 and model.total() == 650
+    names = [model.index(r, 0).data() for r in range(650)]
+    assert names == sorted(names)  # stable order across pages
+
+
+def test_retry_all_failed_retries_what_the_filter_shows(window, qtbot, monkeypatch) -> None:
+    ids = [window.manager.submit("fail", {"message": f"boom {i}"}) for i in range(3)]
+    ok = window.manager.submit("noop")
+    for job_id in [*ids, ok]:
+        wait_final(qtbot, window.manager, job_id)
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.registry.show_status(("failed",))
+    new_ids = window.registry.retry_all_failed()
+    assert len(new_ids) == 3
+    retried = {window.manager.store.get(i).retry_of for i in new_ids}
+    assert retried == set(ids)
+    assert window.manager.store.get(ok).superseded_by is None
+
+
+def test_first_run_offers_sample_data_and_loads_it_in_the_background(window, qtbot) -> None:
+    from swifty_desktop.gui import integration
+
+    engine = window.manager.store.engine
+    assert integration.is_first_run(engine)
+
+    def choose_sample() -> None:
+        window.welcome_dialog.sampleButton.click()
+
+    QTimer.singleShot(300, choose_sample)
+    assert integration.welcome(window) == "sample"
+    assert not integration.is_first_run(engine)  # asked once, never again
+    job = window.registry.model.job_at(0)
+    assert job.kind == "demo_seed" and job.trigger.label == "Load sample data"
+    wait_until(qtbot, lambda: window.tables["products"].total() > 0, timeout=60,
+               message="the sample products in the Products tab")

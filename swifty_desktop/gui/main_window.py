@@ -139,7 +139,9 @@ class MainWindow(QMainWindow):
     def _update_count(model: SqlTableModel, label: Any) -> None:
         total = model.total()
         shown = model.rowCount()
-        label.setText(f"{total:,} rows" if shown >= total else f"{shown:,} of {total:,} rows")
+        noun = "row" if total == 1 else "rows"
+        label.setText(f"{total:,} {noun}" if shown >= total else
+                      f"{shown:,} of {total:,} {noun}")
 
     def refresh_tables(self) -> None:
         for model in self.tables.values():

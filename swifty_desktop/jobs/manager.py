@@ -31,6 +31,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThreadPool, QTimer, Signa
 from sqlalchemy import Engine
 
 from swifty_desktop.db.engine import checkpoint_wal
+from swifty_desktop.jobs import secrets
 from swifty_desktop.jobs.dispatch import Dispatcher
 from swifty_desktop.jobs.model import FINAL_STATES, JobRecord, JobStatus, Trigger
 from swifty_desktop.jobs.pool import WorkerPool
@@ -244,7 +245,7 @@ class JobManager(QObject):
         Raises ParamError (unknown kind, bad parameter) before anything is written.
         """
         spec = get_kind(kind)
-        clean = spec.validate(params)
+        clean = secrets.stash(spec, spec.validate(params), self.store.engine)
         trigger = trigger or Trigger("api")
         title = title or spec.make_title(clean)
         job_id = self.store.insert(kind, title, clean, trigger)

@@ -222,7 +222,12 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
     try:
         spec = get_kind(ctx.kind)
         func = spec.resolve()
-        result = func(job.get("params") or {}, ctx)
+        params = job.get("params") or {}
+        if any(p.secret for p in spec.params):
+            from swifty_desktop.jobs.secrets import reveal
+
+            params = reveal(spec, params, ctx.engine())
+        result = func(params, ctx)
         ctx.flush_progress()
         if result is not None and not isinstance(result, dict):
             result = {"value": result}

@@ -1,0 +1,60 @@
+"""Secret job parameters (an API secret given on the command line) never reach the
+database: the job row stores a reference, the value goes to the OS keyring, and
+the worker process resolves the reference just before the job body runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine
+
+from swifty_desktop.tasks import KindSpec, ParamError, TaskError
+
+REF_PREFIX = "keyring:"
+
+
+def is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(REF_PREFIX)
+
+
+def stash(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[str, Any]:
+    """Move the values of secret parameters into the keyring; return the params to store."""
+    from swifty_desktop.settings import SecretStoreError, Settings
+
+    out = dict(params)
+    for param in spec.params:
+        value = out.get(param.name)
+        if not param.secret or value in (None, "") or is_ref(value):
+            continue
+        key = f"job-param.{spec.name}.{param.name}.{secrets.token_hex(8)}"
+        try:
+            Settings(engine).set_secret(key, str(value))
+        except SecretStoreError as exc:
+            raise ParamError(
+                f"parameter '{param.name}' is a secret and no system keyring is available "
+                "to keep it out of the database; save it in the app's Settings instead (it "
+                f"is used when the parameter is left out). ({exc})") from None
+        out[param.name] = REF_PREFIX + key
+    return out
+
+
+def reveal(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[str, Any]:
+    """The parameters with secret references replaced by their values (worker side)."""
+    from swifty_desktop.settings import Settings
+
+    out = dict(params)
+    for param in spec.params:
+        value = out.get(param.name)
+        if param.secret and is_ref(value):
+            secret = Settings(engine).get_secret(value[len(REF_PREFIX):])
+            if secret is None:
+                raise TaskError(
+                    f"the secret parameter '{param.name}' of this job is no longer in the "
+                    "system keyring; queue the job again with the secret, or save it in "
+                    "Settings")
+            out[param.name] = secret
+    return out
+
