@@ -235,10 +235,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         params = spec.validate(parse_params(args.param))
         svc = _services(args)
         try:
+            from swifty_desktop.jobs import secrets
             from swifty_desktop.jobs.model import Trigger
             from swifty_desktop.jobs.store import JobStore
-
-            from swifty_desktop.jobs import secrets
 
             store = JobStore(svc.engine)
             params = secrets.stash(spec, params, svc.engine)  # secrets to the keyring

@@ -15,7 +15,6 @@ import struct
 import threading
 import time
 from collections import defaultdict
-
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit

@@ -328,3 +328,47 @@ def test_the_app_scheduler_catches_up_missed_runs_once_at_start(
     assert row.status_note.startswith("Caught up: 2 runs missed")
     assert row.next_run_at == pytest.approx(past + 3 * 3600)
     assert wait_final(qtbot, manager, jobs[0][0]).status is JobStatus.COMPLETED
+
+
+CRASH_AT_JOB_INSERT = """
+import os, sys
+from sqlalchemy import Engine, event
+
+@event.listens_for(Engine, "connect")
+def _trace(dbapi_conn, _record):  # the engine dies as it queues the schedule's job
+    dbapi_conn.set_trace_callback(
+        lambda sql: os._exit(9) if sql.startswith("INSERT INTO jobs (") else None)
+
+from swifty_desktop.cli import main
+sys.exit(main(["--data-dir", sys.argv[1], "worker", "--workers", "1"]))
+"""
+
+
+def test_an_engine_killed_while_queuing_a_run_neither_loses_nor_doubles_it(
+        make_manager, db, data_dir, qtbot, services) -> None:
+    """The claim of a run and its job are one transaction: killed in between, the
+    engine leaves the run due, and the next engine catches it up exactly once."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    past = time.time() - 1.5 * 3600
+    rec = ScheduleStore(db, clock=lambda: past).add(name="hourly", kind="noop",
+                                                    interval_seconds=3600)
+    crashed = subprocess.run([sys.executable, "-c", CRASH_AT_JOB_INSERT, str(data_dir.root)],
+                             env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 9, crashed.stderr  # it died at the job's INSERT
+    store = ScheduleStore(db)
+    row = store.get(rec.id)
+    assert row.last_fire_at is None and row.last_job_id is None  # the claim went with it
+    assert schedule_jobs(data_dir, rec.id) == []
+
+    manager = make_manager()
+    service = services(store, manager)
+    assert len(service.sync().submitted) == 1  # the next engine catches the run up
+    assert len(service.sync().submitted) == 0
+    (job,) = schedule_jobs(data_dir, rec.id)
+    row = store.get(rec.id)
+    assert row.last_job_id == job[0] and row.last_fire_at == pytest.approx(past + 3600)
+    assert wait_final(qtbot, manager, job[0]).status is JobStatus.COMPLETED

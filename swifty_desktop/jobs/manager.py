@@ -23,12 +23,12 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThreadPool, QTimer, Signal, Slot
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from swifty_desktop.db.engine import checkpoint_wal
 from swifty_desktop.jobs import secrets
@@ -244,11 +244,32 @@ class JobManager(QObject):
 
         Raises ParamError (unknown kind, bad parameter) before anything is written.
         """
+        kind, title, clean, trigger = self._prepare(kind, params, trigger, title)
+        job_id = self.store.insert(kind, title, clean, trigger)
+        self._queued(job_id, kind, title, clean, trigger)
+        return job_id
+
+    def submit_claimed(self, kind: str, params: Mapping[str, Any] | None,
+                       trigger: Trigger, claim: Callable[[Connection, int], bool], *,
+                       title: str | None = None) -> int | None:
+        """Like :meth:`submit`, with ``claim(conn, job_id)`` run in the insert's
+        transaction: None (and nothing queued) when it returns False.  A schedule
+        claims its run this way, so a crash cannot separate the claim from the job.
+        """
+        kind, title, clean, trigger = self._prepare(kind, params, trigger, title)
+        job_id = self.store.insert_claimed(kind, title, clean, trigger, claim)
+        if job_id is not None:
+            self._queued(job_id, kind, title, clean, trigger)
+        return job_id
+
+    def _prepare(self, kind: str, params: Mapping[str, Any] | None, trigger: Trigger | None,
+                 title: str | None) -> tuple[str, str, dict[str, Any], Trigger]:
         spec = get_kind(kind)
         clean = secrets.stash(spec, spec.validate(params), self.store.engine)
-        trigger = trigger or Trigger("api")
-        title = title or spec.make_title(clean)
-        job_id = self.store.insert(kind, title, clean, trigger)
+        return kind, title or spec.make_title(clean), clean, trigger or Trigger("api")
+
+    def _queued(self, job_id: int, kind: str, title: str, clean: dict[str, Any],
+                trigger: Trigger) -> None:
         # the row as written, so listeners can show it without reading it back
         now = time.time()
         self._added[job_id] = JobRecord(
@@ -262,7 +283,6 @@ class JobManager(QObject):
             self._added.pop(next(iter(self._added)))
         self._announce_added(job_id)
         self.schedule_dispatch()
-        return job_id
 
     def retry(self, job_id: int) -> int:
         """Queue a new attempt of a failed, cancelled or interrupted job; return its id."""

@@ -112,7 +112,7 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _loads(text: str | None) -> Any:

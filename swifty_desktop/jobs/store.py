@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import os
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,10 @@ from swifty_desktop.jobs.model import (
 )
 
 jobs = Job.__table__
+
+
+class _ClaimLost(Exception):
+    """Raised inside a transaction to roll it back: the claim went to someone else."""
 job_logs = JobLog.__table__
 engines = EngineRow.__table__
 
@@ -296,6 +300,25 @@ class JobStore:
         with self._hot() as cur:
             cur.execute(self._p_insert.sql, self._p_insert.args(row))
             return int(cur.lastrowid)
+
+    def insert_claimed(self, kind: str, title: str, params: Mapping[str, Any],
+                       trigger: Trigger, claim: Callable[[Connection, int], bool]
+                       ) -> int | None:
+        """Write one ``queued`` row and run ``claim(conn, job_id)`` in the same
+        transaction; if the claim returns False nothing is written and None is returned.
+
+        A schedule's run is claimed and queued together: a crash between the two can
+        neither lose the run nor queue it twice.
+        """
+        row = self._row(kind, title, params, trigger, 1, None, None, None, None, None)
+        try:
+            with self._write() as conn:
+                job_id = int(conn.execute(insert(jobs).values(**row)).inserted_primary_key[0])
+                if not claim(conn, job_id):
+                    raise _ClaimLost  # rolls the row back with the transaction
+                return job_id
+        except _ClaimLost:
+            return None
 
     def insert_many(self, items: Sequence[tuple[str, str, Mapping[str, Any], Trigger]]) -> list[int]:
         """Queue many jobs in one transaction (kind, title, params, trigger each)."""
@@ -606,7 +629,7 @@ class JobStore:
                               and int(parts[1]) != os.getpid() and not pid_alive(int(parts[1])))
             expired = lease_until is None or lease_until < now
             if same_host_dead:
-                dead[job_id] = "its engine process (pid {}) is no longer running".format(parts[1])
+                dead[job_id] = f"its engine process (pid {parts[1]}) is no longer running"
             elif expired:
                 dead[job_id] = "its engine stopped renewing its lease"
         if not dead:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -285,20 +286,22 @@ class SchedulerService(QObject):
                 continue
             if plan is None:
                 continue
-            next_run = self._next_run_after(record, plan.fire_at)
-            if not self.store.claim_fire(record, plan.fire_at, missed=plan.missed,
-                                         note=plan.note, keep_note=plan.keep_note,
-                                         next_run_at=next_run):
+            claim = functools.partial(
+                self.store.claim_fire, record, plan.fire_at, missed=plan.missed,
+                note=plan.note, keep_note=plan.keep_note,
+                next_run_at=self._next_run_after(record, plan.fire_at))
+            won, job_id = self._submit(record, plan.fire_at, claim) if plan.run else (
+                claim(), None)
+            if not won:
                 continue  # another engine claimed it, or the schedule changed meanwhile
             claimed += 1
             log.log(logging.DEBUG if plan.reason == "on time" and not plan.missed
                     else logging.INFO, "schedule %r: %s, run due %s (%d due, %d missed)",
                     record.name, plan.reason, format_instant(plan.fire_at), plan.due,
                     plan.missed)
-            if plan.run:
-                job_id = self._submit(record, plan.fire_at)
-                if job_id is not None:
-                    submitted.append(job_id)
+            if job_id is not None:
+                submitted.append(job_id)
+                self.scheduleFired.emit(record.id, job_id)
         return submitted, claimed
 
     def _next_run_after(self, record: ScheduleRecord, fire_at: float) -> float | None:
@@ -310,29 +313,35 @@ class SchedulerService(QObject):
         except RuleError:
             return None
 
-    def _submit(self, record: ScheduleRecord, fire_at: float) -> int | None:
+    def _submit(self, record: ScheduleRecord, fire_at: float,
+                claim: Callable[..., bool]) -> tuple[bool, int | None]:
+        """Claim the run and queue its job in one transaction: (claimed, job id).
+
+        A run that cannot start (its kind is gone, its parameters are stale, the
+        database refused the job) is still claimed, with a note saying why, so the
+        schedule moves on to its next run instead of retrying this one in a loop.
+        """
         from swifty_desktop.tasks import ParamError
 
         try:
-            job_id = int(self.manager.submit(record.kind, record.params,
-                                              trigger=Trigger.schedule(record.name, record.id)))
+            job_id = self.manager.submit_claimed(
+                record.kind, record.params, Trigger.schedule(record.name, record.id),
+                lambda conn, job_id: claim(job_id=job_id, conn=conn))
+            return job_id is not None, job_id
         except ParamError as exc:
             note = (f"The run due {format_instant(fire_at, LOCAL)} did not start: {exc}. "
                     "Edit the schedule's kind and parameters, or update the app; the next "
                     "run is tried as planned.")
             log.warning("schedule %r: %s", record.name, note)
-            self.store.record_not_started(record.id, fire_at, note)
-            return None
         except Exception as exc:
             note = (f"The run due {format_instant(fire_at, LOCAL)} did not start: could not "
                     f"queue the job ({exc}). The next run is tried as planned; if this "
                     "repeats, see the log file.")
             log.exception("schedule %r: could not submit", record.name)
-            self.store.record_not_started(record.id, fire_at, note)
-            return None
-        self.store.record_job(record.id, job_id, fire_at)
-        self.scheduleFired.emit(record.id, job_id)
-        return job_id
+        if not claim():
+            return False, None
+        self.store.record_not_started(record.id, fire_at, note)
+        return True, None
 
     def _check_thread(self) -> None:
         if QThread.currentThread() is not self.thread():

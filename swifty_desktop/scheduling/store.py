@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from swifty_desktop.db.engine import write_transaction
@@ -482,12 +482,14 @@ class ScheduleStore:
     # ------------------------------------------------------------ bookkeeping
     def claim_fire(self, record: ScheduleRecord, fire_at: float, *, missed: int = 0,
                    note: str | None = None, keep_note: bool = False,
-                   next_run_at: float | None = None) -> bool:
+                   next_run_at: float | None = None, job_id: int | None = None,
+                   conn: Connection | None = None) -> bool:
         """Claim the fire time ``fire_at`` for this engine; True if it won.
 
         One conditional UPDATE: it succeeds only while ``last_fire_at`` and
         ``updated_at`` are still what ``record`` saw and the schedule is enabled, so
-        of several engines that planned the same run exactly one claims it.
+        of several engines that planned the same run exactly one claims it.  Given
+        ``conn`` it runs in that transaction (the one queuing ``job_id``, the run's job).
         """
         expected = (schedules.c.last_fire_at.is_(None) if record.last_fire_at is None
                     else schedules.c.last_fire_at == record.last_fire_at)
@@ -495,14 +497,17 @@ class ScheduleStore:
                                   "missed": schedules.c.missed + int(missed)}
         if not keep_note:
             values["status_note"] = note
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(schedules)
+        if job_id is not None:
+            values["last_job_id"] = job_id
+        stmt = (update(schedules)
                 .where(and_(schedules.c.id == record.id, expected,
                             schedules.c.updated_at == record.updated_at,
                             schedules.c.enabled.is_(True)))
                 .values(**values))
-            return bool(result.rowcount)
+        if conn is not None:
+            return bool(conn.execute(stmt).rowcount)
+        with self.engine.begin() as own:
+            return bool(own.execute(stmt).rowcount)
 
     def record_job(self, schedule_id: int, job_id: int, fire_at: float | None = None) -> None:
         """Remember the job a run started (only if ``fire_at`` is still the latest claim)."""

@@ -22,6 +22,7 @@ from swifty_desktop.tasks.base import (
     task,
 )
 
+
 def _discover() -> tuple[str, ...]:
     """Every module of this package declares kinds (``base`` only defines the contract)."""
     import pkgutil

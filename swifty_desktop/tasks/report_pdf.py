@@ -681,12 +681,11 @@ class _Report:
 
 def build_report(conn: Any, path: Path, ctx: Context) -> dict[str, Any]:
     """Write the report to ``path``; returns pages, sections and timing."""
+    from reportlab import rl_config
     from reportlab.lib.pagesizes import A4
     from reportlab.platypus import Frame, PageTemplate
 
     from swifty_desktop import __version__
-
-    from reportlab import rl_config
 
     started = time.perf_counter()
     # compressed streams stay binary: ASCII85 would only make them 25 % bigger and,
