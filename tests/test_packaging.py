@@ -6,6 +6,8 @@ outside the repository: the app must find its forms, icons, fonts and
 migrations inside the installed package.  The virtual environment sees the
 base interpreter's packages (``--system-site-packages``), so nothing is
 downloaded but setuptools for the isolated build (from pip's cache once seen).
+That venv cannot notice a missing dependency, so a separate check compares the
+package's third-party imports with the dependencies it declares.
 
 The desktop entry and AppStream metadata are checked by the freedesktop tools
 (Debian packages ``desktop-file-utils`` and ``appstream``, installed by .ci/run).
@@ -13,7 +15,10 @@ The desktop entry and AppStream metadata are checked by the freedesktop tools
 
 from __future__ import annotations
 
+import ast
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -73,6 +78,65 @@ def test_every_package_of_the_source_tree_is_listed_for_the_wheel() -> None:
                                          "swifty_desktop._resources": "resources"}
 
 
+def _imported_top_level(folder: Path) -> dict[str, set[str]]:
+    """Top-level modules that code under ``folder`` imports at run time -> the files.
+
+    Absolute imports anywhere in a module (also inside functions: job kinds import
+    lazily), except under ``if TYPE_CHECKING:``, which never runs."""
+    found: dict[str, set[str]] = {}
+
+    def visit(node: ast.AST, where: str) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child, where)
+            return
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            found.setdefault(name.partition(".")[0], set()).add(where)
+        for child in ast.iter_child_nodes(node):
+            visit(child, where)
+
+    for path in sorted(folder.rglob("*.py")):
+        visit(ast.parse(path.read_text(encoding="utf-8")), str(path.relative_to(ROOT)))
+    return found
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    """The wheel test installs with --no-deps into a venv that sees this interpreter's
+    packages, so it cannot notice an undeclared dependency; this does, without a network:
+    every third-party module the package imports must come from a distribution listed in
+    [project] dependencies (what pip installs for a user), and the installed versions
+    the tests run against must satisfy them."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    declared = {_dist_name(Requirement(d).name): Requirement(d)
+                for d in _pyproject()["project"]["dependencies"]}
+    providers = metadata.packages_distributions()
+    undeclared = []
+    for module, files in sorted(_imported_top_level(ROOT / "swifty_desktop").items()):
+        if module in sys.stdlib_module_names or module == "swifty_desktop":
+            continue
+        dists = {_dist_name(d) for d in providers.get(module, [])}
+        if not dists & declared.keys():
+            undeclared.append(f"{module} (from {sorted(dists) or 'no installed distribution'};"
+                              f" imported in {', '.join(sorted(files)[:3])})")
+    assert not undeclared, ("imported at run time but not in pyproject.toml's [project] "
+                            f"dependencies, so pip would not install it: {undeclared}")
+    unmet = [f"{req} (installed: {metadata.version(req.name)})"
+             for req in declared.values() if metadata.version(req.name) not in req.specifier]
+    assert not unmet, f"the tests run against versions the package does not accept: {unmet}"
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_into_a_fresh_venv_and_passes_its_self_test(tmp_path: Path) -> None:
     # build from a copy: no build/ or egg-info left in the work tree, no stale build/lib
@@ -111,6 +175,14 @@ def test_the_wheel_installs_into_a_fresh_venv_and_passes_its_self_test(tmp_path:
                       "['purelib'])"], timeout=60).stdout.strip())
     installed = site / "swifty_desktop"
     assert (installed / "_ui" / "main_window.ui").is_file()
+    # what the installed package declares is what the import check above compared with
+    requires = json.loads(_run([str(python), "-c", "import importlib.metadata as m, json; "
+                                "print(json.dumps(m.requires('swifty-desktop')))"],
+                               timeout=60, env=_clean_env()).stdout)
+    from packaging.requirements import Requirement
+
+    runtime = sorted(str(Requirement(r)) for r in requires if "extra ==" not in r)
+    assert runtime == sorted(str(Requirement(d)) for d in _pyproject()["project"]["dependencies"])
 
     elsewhere = tmp_path / "elsewhere"  # the cwd must not put the repository on sys.path
     elsewhere.mkdir()
