@@ -66,7 +66,7 @@ class SwiftyApp:
 
     def _init_services(self) -> None:
         self.services = bootstrap.start(self._data_dir_arg, console_log=self._verbose,
-                                        verbose=self._verbose)
+                                        verbose=self._verbose, role="app")
         self._on_cleanup("database", self.services.dispose)
 
     def _init_crash_handler(self) -> None:

@@ -206,7 +206,8 @@ def describe_job(job: Any, store: Any) -> str:
 def _services(args: argparse.Namespace) -> Any:
     from swifty_desktop import bootstrap
 
-    return bootstrap.start(args.data_dir, console_log=args.verbose, verbose=args.verbose)
+    return bootstrap.start(args.data_dir, console_log=args.verbose, verbose=args.verbose,
+                           role="worker" if args.command == "worker" else "cli")
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:
