@@ -173,12 +173,27 @@ def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(make_manager
 
 
 def test_each_kind_has_a_timeout(make_manager, qtbot) -> None:
-    manager = make_manager(timeouts={"sleep": 0.3})
-    job = wait_final(qtbot, manager, manager.submit("sleep", {"seconds": 20}))
+    manager = make_manager(timeouts={"sleep": 0.3}, grace_s=5.0)
+    # progress every 50 ms, a cancellation check only every 0.5 s: the stop asked for at
+    # the time limit must stay asked for until the body looks
+    job = wait_final(qtbot, manager, manager.submit("sleep", {"seconds": 20,
+                                                               "check_every": 10}))
     assert job.status is JobStatus.FAILED
     assert job.error.type == "TimeoutError"
-    assert "time limit of 0.3 s" in job.error.message
+    assert "time limit of 0.3 s and was stopped" in job.error.message  # cooperatively
     assert job.finished_at - job.started_at < 3
+    assert manager.pool.replaced == 0  # the worker was not killed
+
+
+def test_a_job_that_ignores_its_timeout_is_killed(make_manager, qtbot) -> None:
+    manager = make_manager(workers=1, timeouts={"sleep": 0.3}, grace_s=0.5)
+    job_id = manager.submit("sleep", {"seconds": 60, "ignore_cancel": True})
+    job = wait_final(qtbot, manager, job_id, timeout=15)
+    assert job.status is JobStatus.FAILED and job.error.type == "TimeoutError"
+    assert "its worker process was killed" in job.error.message
+    assert job.finished_at - job.started_at < 5
+    wait_until(qtbot, lambda: manager.pool.replaced == 1, message="a replacement worker")
+    assert wait_final(qtbot, manager, manager.submit("noop")).status is JobStatus.COMPLETED
 
 
 @pytest.mark.parametrize("how,needle", [("sigkill", "SIGKILL"), ("segv", "SIGSEGV"),
@@ -284,3 +299,145 @@ def test_same_host_dead_pid_is_recovered_without_waiting_for_the_lease(db, make_
     job = store.get(job_id)
     assert job.status is JobStatus.INTERRUPTED
     assert "pid 999999" in job.error.message
+
+
+def test_a_transient_error_waits_at_least_its_retry_after(make_manager, qtbot) -> None:
+    """A task that says "not before S seconds" (a server's Retry-After) is retried no
+    sooner, even though the kind's own back-off is 0.2 s."""
+    manager = make_manager()
+    first_id = manager.submit("fail", {"transient": True, "retry_after": 1.5,
+                                       "succeed_on_attempt": 2})
+    chain = wait_until(qtbot, lambda: (c := manager.store.chain(first_id))[-1].status
+                       is JobStatus.COMPLETED and c, message="the second attempt")
+    first, second = chain
+    assert second.created_at - first.finished_at < 1.0  # queued at once...
+    assert second.started_at - first.finished_at >= 1.5  # ...run after Retry-After
+
+
+def test_a_live_engine_of_this_machine_keeps_its_jobs_when_its_lease_runs_out(
+        db, make_manager) -> None:
+    """A suspended or busy engine renews its lease late; while its process lives, its
+    jobs are its own (declaring them interrupted would run them twice)."""
+    import socket
+    import subprocess
+    import sys
+
+    store = JobStore(db)
+    host = socket.gethostname()
+    alive_engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        job_id = store.insert("sleep", "Sleep", {"seconds": 1}, Trigger("api"))
+        store.claim([job_id], f"{host}:{alive_engine.pid}:worker:abc", lease_s=-1)
+        manager = make_manager()  # recovery runs at start
+        assert store.get(job_id).status is JobStatus.RUNNING  # lease expired, owner alive
+        assert manager.store.recover(manager.engine_id) == []
+    finally:
+        alive_engine.kill()
+        alive_engine.wait()
+    (recovered,) = manager.store.recover(manager.engine_id)  # now its process is gone
+    assert recovered.id == job_id and recovered.status is JobStatus.INTERRUPTED
+    assert f"pid {alive_engine.pid}" in recovered.error.message
+    assert "It was queued again" in recovered.error.message  # sleep is safe to re-run
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux)")
+def test_a_reused_pid_does_not_keep_a_dead_engines_jobs(db) -> None:
+    """The dead engine's pid now belongs to a process that started after the job did:
+    that is not the engine, so the job is recovered."""
+    import socket
+    import subprocess
+    import sys
+
+    store = JobStore(db)
+    job_id = store.insert("noop", "No-op", {}, Trigger("api"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.claim([job_id], f"{socket.gethostname()}:{other.pid}:app:abc", lease_s=3600)
+        with db.begin() as conn:  # the job started long before that process
+            conn.exec_driver_sql("UPDATE jobs SET started_at = started_at - 600 WHERE id = ?",
+                                 (job_id,))
+        (recovered,) = store.recover("someone-else")
+        assert recovered.id == job_id and "no longer running" in recovered.error.message
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_an_engine_stops_a_job_that_another_engine_took_over(make_manager, qtbot) -> None:
+    """If another engine declared a job of ours interrupted (and may re-run it), we
+    stop running it instead of finishing it twice."""
+    manager = make_manager(heartbeat_s=0.1)
+    job_id = manager.submit("sleep", {"seconds": 30})
+    wait_until(qtbot, lambda: (manager.job(job_id).progress or 0) > 0)
+    with manager.store.engine.begin() as conn:  # what recovery elsewhere would write
+        conn.exec_driver_sql("UPDATE jobs SET status = 'interrupted', engine_id = NULL "
+                             "WHERE id = ?", (job_id,))
+    wait_until(qtbot, lambda: not manager.running_ids(), timeout=10,
+               message="the job to stop here")
+    job = manager.store.get(job_id)
+    assert job.status is JobStatus.INTERRUPTED  # our outcome did not overwrite theirs
+    assert job.progress < 0.5
+
+
+def test_per_kind_limits_hold_across_engines(make_manager, qtbot, db) -> None:
+    """Two engines on one database: a kind limited to one job at a time runs one at a
+    time in all of them together."""
+    first = make_manager(workers=2, concurrency={"sleep": 1})
+    second = make_manager(workers=2, concurrency={"sleep": 1})
+    ids = [first.submit("sleep", {"seconds": 0.4}) for _ in range(4)]
+    jobs = [wait_final(qtbot, first, i) for i in ids]
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    spans = sorted((j.started_at, j.finished_at) for j in jobs)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end - 0.05, f"two sleeps overlapped: {spans}"
+
+
+def test_retry_many_retries_each_chain_once_in_one_go(make_manager, qtbot) -> None:
+    manager = make_manager()
+    failed = [wait_final(qtbot, manager, manager.submit("fail", {"succeed_on_attempt": 2}))
+              for _ in range(3)]
+    ok = wait_final(qtbot, manager, manager.submit("noop"))
+    added: list[int] = []
+    manager.jobAdded.connect(added.append)
+    # an id twice, a completed job: each failed chain is retried once, the rest skipped
+    new_ids = manager.retry_many([failed[0].id, failed[0].id, failed[1].id, failed[2].id,
+                                  ok.id])
+    assert len(new_ids) == 3 and added == new_ids
+    for old, new_id in zip(failed, new_ids, strict=True):
+        new = wait_final(qtbot, manager, new_id)
+        assert new.status is JobStatus.COMPLETED
+        assert (new.retry_of, new.attempt) == (old.id, 2)
+        assert manager.store.get(old.id).superseded_by == new_id
+    assert manager.retry_many([failed[0].id]) == []  # its latest attempt completed
+
+
+def test_snapshot_serves_finished_jobs_from_memory(make_manager, qtbot, data_dir) -> None:
+    manager = make_manager()
+    job_id = manager.submit("write", {"name": "s.bin", "size": 10})
+    assert manager.snapshot(job_id).status is JobStatus.QUEUED
+    finished: list[Any] = []
+    manager.jobFinished.connect(lambda i, s: finished.append(manager.snapshot(i)))
+    wait_until(qtbot, lambda: finished)
+    snap = finished[0]
+    assert snap.status is JobStatus.COMPLETED and snap.kind == "write"
+    assert snap.output_path == str(data_dir.outputs / "s.bin")
+    assert manager.snapshot(999999) is None
+
+
+def test_removing_a_job_removes_its_whole_chain(make_manager, qtbot) -> None:
+    manager = make_manager()
+    first = wait_final(qtbot, manager, manager.submit("fail", {}))
+    second = wait_final(qtbot, manager, manager.retry(first.id))
+    keep = wait_final(qtbot, manager, manager.submit("noop"))
+    running = manager.submit("sleep", {"seconds": 30})
+    wait_until(qtbot, lambda: manager.store.get(running).status is JobStatus.RUNNING)
+    store = manager.store
+    store.add_logs([(first.id, time.time(), "old attempt's line")])
+    assert store.delete([second.id, running]) == 1  # the running job is kept
+    for gone in (first.id, second.id):
+        with pytest.raises(LookupError):
+            store.get(gone)
+    assert store.logs(first.id) == []
+    assert store.get(keep.id).status is JobStatus.COMPLETED
+    assert store.get(running).status is JobStatus.RUNNING

@@ -33,7 +33,7 @@ class Dispatcher:
         # (which sleeps in steps of milliseconds).
         self.lock = store.write_lock
         self.slots_in_use = 0  # runners alive (each one runs at most one job at a time)
-        self.kind_counts: dict[str, int] = {}
+        self.kind_counts: dict[str, int] = {}  # this engine's own running jobs per kind
         self.skipped = False  # the last claim passed over due jobs of full kinds
         self.limits = dict(limits or {})  # per-kind limits that override the kinds' own
 
@@ -47,17 +47,19 @@ class Dispatcher:
                      ) -> tuple[list[JobRecord], list[JobRecord]]:
         """Claim up to ``n`` jobs; the caller holds ``lock``.  Returns (runnable, unknown).
 
-        One UPDATE takes the oldest due jobs of every kind that has room; if that
-        took more of a limited kind than its room, the excess goes back to the queue
-        in the same transaction (nobody ever sees it claimed).  With ``cur`` the
-        claim joins the caller's transaction.
+        Per-kind limits count the jobs running in *every* engine on the database.
+        One UPDATE takes the oldest due jobs of every kind that had room; then, inside
+        the same transaction (which now holds the database's write lock, so no other
+        engine can claim meanwhile), the running jobs are counted again and any
+        excess of a limited kind goes back to the queue: nobody ever sees it claimed.
+        With ``cur`` the claim joins the caller's transaction.
         """
         kinds = registry()
         self.skipped = False
-        saturated = {k for k in kinds
-                     if (limit := self.limit_for(k)) is not None
-                     and self.kind_counts.get(k, 0) >= limit}
+        limits = {k: limit for k in kinds if (limit := self.limit_for(k)) is not None}
         with self.store.hot_transaction() if cur is None else nullcontext(cur) as c:
+            before = self.store.running_counts(c) if limits else {}
+            saturated = {k for k, limit in limits.items() if before.get(k, 0) >= limit}
             if self.roots is not None:  # a CLI waiting on its own job (and its retries)
                 ids = [i for i, _kind in self.store.claim_candidates(
                     n, roots=self.roots, exclude_kinds=saturated)]
@@ -65,23 +67,21 @@ class Dispatcher:
             else:
                 claimed = self.store.claim_next(n, self.engine_id, self.lease_s, c,
                                                 exclude=saturated)
-            counts = dict(self.kind_counts)
-            runnable: list[JobRecord] = []
-            unknown: list[JobRecord] = []
-            excess: list[int] = []
-            for job in claimed:
-                if job.kind not in kinds:
-                    unknown.append(job)
-                    continue
-                limit = self.limit_for(job.kind)
-                if limit is not None and counts.get(job.kind, 0) >= limit:
-                    excess.append(job.id)
-                    continue
-                counts[job.kind] = counts.get(job.kind, 0) + 1
-                runnable.append(job)
-            if excess:
-                self.store.unclaim(self.engine_id, excess, c)
-                self.skipped = True
+            unknown = [job for job in claimed if job.kind not in kinds]
+            runnable = [job for job in claimed if job.kind in kinds]
+            if any(job.kind in limits for job in runnable):
+                over = {k: n_running - limits[k]
+                        for k, n_running in self.store.running_counts(c).items()
+                        if k in limits and n_running > limits[k]}
+                excess: list[int] = []
+                for job in sorted(runnable, key=lambda j: -j.id):  # give back the newest
+                    if over.get(job.kind, 0) > 0:
+                        over[job.kind] -= 1
+                        excess.append(job.id)
+                if excess:
+                    self.store.unclaim(self.engine_id, excess, c)
+                    self.skipped = True
+                    runnable = [job for job in runnable if job.id not in excess]
         if saturated:
             self.skipped = True
         for job in runnable:

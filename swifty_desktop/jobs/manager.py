@@ -23,17 +23,17 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThreadPool, QTimer, Signal, Slot
 from sqlalchemy import Connection, Engine
 
-from swifty_desktop.db.engine import checkpoint_wal
+from swifty_desktop.db.engine import BUSY_TIMEOUT_S, checkpoint_wal
 from swifty_desktop.jobs import secrets
 from swifty_desktop.jobs.dispatch import Dispatcher
-from swifty_desktop.jobs.model import FINAL_STATES, JobRecord, JobStatus, Trigger
+from swifty_desktop.jobs.model import FINAL_STATES, JobError, JobRecord, JobStatus, Trigger
 from swifty_desktop.jobs.pool import WorkerPool
 from swifty_desktop.jobs.runner import EngineServices, JobRunner, RunnerSignals
 from swifty_desktop.jobs.store import JobStateError, JobStore, new_engine_id
@@ -45,20 +45,34 @@ log = logging.getLogger(__name__)
 
 
 class _Heartbeat(threading.Thread):
-    """Renews this engine's leases off the GUI thread, so a busy window never loses them."""
+    """Renews this engine's leases off the GUI thread, so a busy window never loses them.
 
-    def __init__(self, store: JobStore, engine_id: str, interval: float, lease_s: float) -> None:
+    A job this engine runs whose row is no longer ours (another engine declared it
+    interrupted) is reported to ``on_lost`` after two beats in a row, so that it stops
+    here instead of running twice.
+    """
+
+    def __init__(self, store: JobStore, engine_id: str, interval: float, lease_s: float,
+                 running: Callable[[], Iterable[int]],
+                 on_lost: Callable[[set[int]], None]) -> None:
         super().__init__(name="engine-heartbeat", daemon=True)
         self._store, self._engine_id = store, engine_id
         self._interval, self._lease_s = interval, lease_s
+        self._running, self._on_lost = running, on_lost
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         beats = 0
+        suspects: set[int] = set()
         while not self._stop_event.wait(self._interval):
             beats += 1
             try:
-                self._store.heartbeat(self._engine_id, self._lease_s)
+                before = set(self._running())
+                renewed = self._store.heartbeat(self._engine_id, self._lease_s)
+                missing = (before & set(self._running())) - renewed
+                lost, suspects = missing & suspects, missing
+                if lost:
+                    self._on_lost(lost)
                 if beats % 2 == 0:  # the WAL is checkpointed here, never in a commit
                     checkpoint_wal(self._store.engine)
             except Exception:  # the database may be busy; the next beat tries again
@@ -91,7 +105,7 @@ class JobManager(QObject):
         workers: int | None = None,
         role: str = "app",
         roots: Iterable[int] | None = None,
-        lease_s: float = 15.0,
+        lease_s: float = 2 * BUSY_TIMEOUT_S,  # a beat may wait out one busy timeout
         heartbeat_s: float = 2.0,
         poll_s: float = 0.5,
         grace_s: float = 5.0,
@@ -130,6 +144,7 @@ class JobManager(QObject):
         self._runners: list[JobRunner] = []  # alive runners, kept referenced until done
         self._snapshots: dict[int, JobRecord] = {}
         self._added: dict[int, JobRecord] = {}  # see just_added()
+        self._finished: OrderedDict[int, JobRecord] = OrderedDict()  # see snapshot()
         self._observed: OrderedDict[int, tuple[float, str]] = OrderedDict()
         self._known_max_id = 0
         self._last_external_poll = time.time()
@@ -162,7 +177,8 @@ class JobManager(QObject):
         self.store.register_engine(self.engine_id, self.role)
         recovered = self._recover()
         self.pool.start()
-        self._heartbeat = _Heartbeat(self.store, self.engine_id, self._heartbeat_s, self._lease_s)
+        self._heartbeat = _Heartbeat(self.store, self.engine_id, self._heartbeat_s,
+                                     self._lease_s, self.running_ids, self._stop_lost)
         self._heartbeat.start()
         latest = self.store.list(limit=1)
         self._known_max_id = latest[0].id if latest else 0
@@ -293,6 +309,21 @@ class JobManager(QObject):
         self.schedule_dispatch()
         return new_id
 
+    def retry_many(self, ids: Sequence[int]) -> list[int]:
+        """Retry many jobs at once (one transaction); return the new attempts' ids.
+
+        Each id stands for its chain: the latest attempt is retried if it failed,
+        was cancelled or interrupted; the others are skipped.
+        """
+        pairs = self.store.create_retries(ids)
+        for old, _new_id in pairs:
+            self.jobChanged.emit(old.id)
+        for _old, new_id in pairs:
+            self._announce_added(new_id)
+        if pairs:
+            self.schedule_dispatch()
+        return [new_id for _old, new_id in pairs]
+
     def cancel(self, job_id: int) -> str:
         """Cancel a queued job now, or ask a running one to stop.
 
@@ -329,13 +360,35 @@ class JobManager(QObject):
         snap = self._snapshots.get(job_id)
         return snap if snap is not None else self.store.get(job_id)
 
+    def snapshot(self, job_id: int) -> JobRecord | None:
+        """The job as this manager knows it, from memory only (never a query).
+
+        Known: jobs queued, running or recently finished here (with their final
+        status, output and result); None for anything else.
+        """
+        snap = self._snapshots.get(job_id)
+        if snap is None:
+            snap = self._finished.get(job_id)
+        return snap if snap is not None else self._added.get(job_id)
+
     def running_ids(self) -> list[int]:
         with self._dispatcher.lock:
             return list(self._svc.running)
 
+    def _stop_lost(self, ids: set[int]) -> None:
+        """Jobs running here that another engine took over: stop them (any thread)."""
+        with self._dispatcher.lock:
+            runners = {i: self._svc.running.get(i) for i in ids}
+        for job_id, runner in runners.items():
+            if runner is not None:
+                log.warning("job #%s is no longer this engine's (another engine declared it "
+                            "interrupted); stopping it here", job_id)
+                runner.request_cancel(job_id=job_id)
+
     def schedule_dispatch(self) -> None:
         """Ask for a dispatch pass on the next event-loop turn (calls coalesce)."""
-        if self._started and not self._stopping and not self._dispatch_timer.isActive():
+        if self._started and not self._stopping and not self._stopping_event.is_set() \
+                and not self._dispatch_timer.isActive():  # drain(): no new jobs
             self._dispatch_timer.start()
 
     # -------------------------------------------------------------------- dispatch
@@ -421,8 +474,10 @@ class JobManager(QObject):
         """A runner finished a batch: announce outcomes, retries and its next jobs."""
         for outcome in report["outcomes"]:
             job_id = int(outcome["id"])
-            self._snapshots.pop(job_id, None)
+            snap = self._snapshots.pop(job_id, None)
             if outcome.get("persisted"):
+                if snap is not None:
+                    self._remember_finished(snap, outcome)
                 self._observe(job_id, time.time(), outcome["status"])
                 self.jobChanged.emit(job_id)
                 self.jobFinished.emit(job_id, outcome["status"])
@@ -439,6 +494,22 @@ class JobManager(QObject):
             self._on_started(job)
         self._counts_changed()
         self.schedule_dispatch()
+
+    def _remember_finished(self, snap: JobRecord, outcome: Mapping[str, Any]) -> None:
+        err = outcome.get("error")
+        retry = outcome.get("retry")
+        self._finished[snap.id] = dataclasses.replace(
+            snap, status=JobStatus(outcome["status"]), finished_at=time.time(),
+            updated_at=time.time(), output_path=outcome.get("output_path"),
+            result=outcome.get("result"),
+            progress=outcome.get("progress", 1.0 if outcome["status"] == "completed" else None),
+            message=outcome.get("message", snap.message),
+            superseded_by=retry[0] if retry else None,
+            error=JobError(type=err.get("type") or "Error", message=err.get("message") or "",
+                           traceback=err.get("traceback") or "",
+                           transient=bool(err.get("transient"))) if err else None)
+        while len(self._finished) > 2000:
+            self._finished.popitem(last=False)
 
     # -------------------------------------------------------------------- polling
     @Slot()

@@ -203,8 +203,9 @@ class JobRunner(QRunnable):
                 continue
             if outcome["status"] == JobStatus.INTERRUPTED.value:
                 outcome["retry"] = self._rerun_after_shutdown(job)
-            elif not svc.stopping.is_set():
-                outcome["retry"] = self._auto_retry(job)
+            else:  # also while stopping: the delayed attempt is a row the next engine runs
+                outcome["retry"] = self._auto_retry(
+                    job, (outcome.get("error") or {}).get("retry_after"))
         self._batch_size = min(MAX_BATCH, self._batch_size * 2) if quick else 1
         next_jobs: list[JobRecord] = []
         unknown: list[JobRecord] = []
@@ -232,11 +233,15 @@ class JobRunner(QRunnable):
             svc.signals.unknown.emit(unknown)
         return next_jobs
 
-    def _auto_retry(self, job: JobRecord) -> tuple[int, float] | None:
+    def _auto_retry(self, job: JobRecord,
+                    retry_after: float | None = None) -> tuple[int, float] | None:
+        """Queue the next attempt after a transient error, due after the back-off
+        (and no sooner than the task's ``retry_after``, e.g. a server's Retry-After)."""
         spec = registry().get(job.kind)
         if spec is None or job.attempt >= spec.retry.max_attempts:
             return None
-        due = time.time() + spec.retry.delay(job.attempt, self._svc.rand.random())
+        delay = spec.retry.delay(job.attempt, self._svc.rand.random())
+        due = time.time() + max(delay, float(retry_after or 0.0))
         try:
             return self._svc.store.create_retry(job, automatic=True, not_before=due), due
         except JobStateError:
@@ -337,6 +342,8 @@ class JobRunner(QRunnable):
                     outcomes[job.id] = {"status": UNSTARTED}
                 pending.clear()
             flag = next((j.id for j in inflight if j.id in cancels or shutdown), 0)
+            if why_stop == "timeout":  # the stop asked for at the time limit stays asked
+                flag = current.id
             if handle.cancel_flag.value != flag:
                 handle.cancel_flag.value = flag
             now = time.monotonic()

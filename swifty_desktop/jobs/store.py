@@ -43,12 +43,12 @@ from swifty_desktop.jobs.model import (
 )
 
 jobs = Job.__table__
+job_logs = JobLog.__table__
+engines = EngineRow.__table__
 
 
 class _ClaimLost(Exception):
     """Raised inside a transaction to roll it back: the claim went to someone else."""
-job_logs = JobLog.__table__
-engines = EngineRow.__table__
 
 LOG_LINE_MAX = 2000
 
@@ -204,6 +204,32 @@ def new_engine_id(role: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{role}:{os.urandom(3).hex()}"
 
 
+def process_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds, about ±1 s), where the OS tells.
+
+    Linux only (from ``/proc``); None elsewhere or when it cannot be read.  It tells
+    a live engine from an unrelated process that was given a dead engine's pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime"))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def engine_process_alive(pid: int, since: float | None) -> bool:
+    """Whether the engine process ``pid`` of this machine, which was running at
+    ``since`` (epoch seconds), still runs: the pid exists and, where the OS tells,
+    that process started no later than ``since`` (so it is not a reused pid)."""
+    if not pid_alive(pid):
+        return False
+    started = process_started_at(pid)
+    return started is None or since is None or started <= since + 2.0
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this machine."""
     if pid <= 0:
@@ -240,6 +266,9 @@ class JobStore:
         self._p_claim_next: dict[frozenset[str], _Prepared] = {}
         self._p_finish = _Prepared(_FINISH, dialect)
         self._p_unclaim = _Prepared(_UNCLAIM, dialect)
+        self._p_running_counts = _Prepared(
+            select(jobs.c.kind, func.count()).where(jobs.c.status == JobStatus.RUNNING.value)
+            .group_by(jobs.c.kind), dialect)
         self._raw: Any = None  # DBAPI connection for the hot path, used under write_lock
 
     def _cursor(self) -> Any:
@@ -424,6 +453,17 @@ class JobStore:
             rows = self._dict_rows(c)
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.id)
 
+    def running_counts(self, cur: Any = None) -> dict[str, int]:
+        """How many jobs of each kind run now, in every engine on this database.
+
+        Inside a claim's transaction (after its UPDATE took the write lock) the
+        figure is exact: no other engine can claim until this one commits.
+        """
+        p = self._p_running_counts
+        with self._hot_or(cur) as c:
+            c.execute(p.sql, p.args({}))
+            return {kind: int(n) for kind, n in c.fetchall()}
+
     def hot_transaction(self) -> Any:
         """A transaction on the hot path (claims, outcomes); hold it briefly."""
         return self._hot()
@@ -590,16 +630,17 @@ class JobStore:
         with self._write() as conn:
             conn.execute(delete(engines).where(engines.c.id == engine_id))
 
-    def heartbeat(self, engine_id: str, lease_s: float) -> None:
-        """Renew this engine's lease on its running jobs."""
+    def heartbeat(self, engine_id: str, lease_s: float) -> set[int]:
+        """Renew this engine's lease on its running jobs; return their ids."""
         now = _now()
         with self._write() as conn:
             conn.execute(update(engines).where(engines.c.id == engine_id).values(heartbeat_at=now))
-            conn.execute(
+            return set(conn.execute(
                 update(jobs).where(jobs.c.engine_id == engine_id)
                 .where(jobs.c.status == JobStatus.RUNNING.value)
                 .values(lease_until=now + lease_s)
-            )
+                .returning(jobs.c.id)
+            ).scalars())
 
     def live_engines(self, stale_after: float) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -617,29 +658,45 @@ class JobStore:
         now = _now()
         with self.engine.connect() as conn:
             running = conn.execute(
-                select(jobs.c.id, jobs.c.engine_id, jobs.c.lease_until)
+                select(jobs.c.id, jobs.c.kind, jobs.c.engine_id, jobs.c.lease_until,
+                       jobs.c.started_at)
                 .where(jobs.c.status == JobStatus.RUNNING.value)
             ).all()
-        dead: dict[int, str] = {}
-        for job_id, engine_id, lease_until in running:
+        dead: dict[int, tuple[str, str | None, str]] = {}
+        for job_id, kind, engine_id, lease_until, started_at in running:
             if engine_id == own_engine_id:
                 continue
             parts = (engine_id or "").split(":")
-            same_host_dead = (len(parts) >= 2 and parts[0] == host and parts[1].isdigit()
-                              and int(parts[1]) != os.getpid() and not pid_alive(int(parts[1])))
-            expired = lease_until is None or lease_until < now
-            if same_host_dead:
-                dead[job_id] = f"its engine process (pid {parts[1]}) is no longer running"
-            elif expired:
-                dead[job_id] = "its engine stopped renewing its lease"
+            if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
+                # an engine of this machine: its process tells, not its lease (a busy
+                # or suspended engine may be late renewing, and must not run a job twice)
+                pid = int(parts[1])
+                if pid == os.getpid() or engine_process_alive(pid, started_at):
+                    continue
+                dead[job_id] = (f"its engine process (pid {pid}) is no longer running",
+                                engine_id, kind)
+            elif lease_until is None or lease_until < now:
+                dead[job_id] = ("its engine (on another computer) stopped renewing its lease",
+                                engine_id, kind)
         if not dead:
             return []
+        from swifty_desktop.tasks import registry
+
+        kinds = registry()
         recovered: list[JobRecord] = []
         with self._write() as conn:
-            for job_id, why in dead.items():
+            for job_id, (why, engine_id, kind) in dead.items():
+                spec = kinds.get(kind)
+                then = ("It was queued again (a job that saved checkpoints goes on from "
+                        "its last one)." if spec is not None and spec.rerun_safe
+                        else "Retry it to run it again.")
                 res = conn.execute(
                     update(jobs).where(jobs.c.id == job_id)
                     .where(jobs.c.status == JobStatus.RUNNING.value)
+                    # still the engine that was found dead: a job given back and claimed
+                    # again meanwhile by a live engine is left alone
+                    .where(jobs.c.engine_id.is_(None) if engine_id is None
+                           else jobs.c.engine_id == engine_id)
                     .values(
                         status=JobStatus.INTERRUPTED.value, finished_at=now, updated_at=now,
                         lease_until=None,
@@ -647,7 +704,7 @@ class JobStore:
                         error_type="Interrupted",
                         error_message=(
                             f"The job was running when {why}, so it did not finish. "
-                            "Nothing it was writing was kept; retry it to run it again."
+                            f"Nothing it was writing was kept. {then}"
                         ),
                     )
                     .returning(*jobs.c)
@@ -703,6 +760,12 @@ class JobStore:
             stmt = stmt.offset(offset)
         with self.engine.connect() as conn:
             return [JobRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+
+    def list_ids(self, query: JobQuery, *, limit: int = 10_000) -> list[int]:
+        """The ids :meth:`list` would return, newest first: ~10x cheaper for many rows."""
+        stmt = select(jobs.c.id).where(query.where()).order_by(jobs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [int(i) for i in conn.execute(stmt).scalars()]
 
     def count(self, query: JobQuery | None = None) -> int:
         query = query or JobQuery()
@@ -780,17 +843,71 @@ class JobStore:
             ).scalars())
 
     def delete(self, ids: Sequence[int]) -> int:
-        """Remove finished jobs from history (running or queued ones are kept)."""
+        """Remove finished jobs from history, each with every attempt of its chain.
+
+        A chain with an attempt still queued or running is kept whole, so nothing
+        that may still run loses its history.  Returns how many of ``ids`` went.
+        """
         if not ids:
             return 0
-        with self._write() as conn:
-            conn.execute(update(jobs).where(jobs.c.retry_of.in_(list(ids))).values(retry_of=None))
-            conn.execute(delete(job_logs).where(job_logs.c.job_id.in_(list(ids))))
-            res = conn.execute(
-                delete(jobs).where(jobs.c.id.in_(list(ids)))
-                .where(jobs.c.status.not_in([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
-            )
-        return int(res.rowcount or 0)
+        active = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+        with self.write_lock, write_transaction(self.engine) as conn:  # reads, then writes
+            wanted: dict[int, int] = {}  # root -> how many of ids belong to it
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start:start + 500])
+                for job_id, root_id in conn.execute(
+                        select(jobs.c.id, jobs.c.root_id).where(jobs.c.id.in_(chunk))):
+                    root = root_id or job_id
+                    wanted[root] = wanted.get(root, 0) + 1
+            busy = set()
+            roots = list(wanted)
+            for start in range(0, len(roots), 500):
+                chunk = roots[start:start + 500]
+                in_chain = or_(jobs.c.id.in_(chunk), jobs.c.root_id.in_(chunk))
+                busy.update(r or i for i, r in conn.execute(
+                    select(jobs.c.id, jobs.c.root_id)
+                    .where(in_chain).where(jobs.c.status.in_(active))))
+            gone = [r for r in roots if r not in busy]
+            for start in range(0, len(gone), 500):
+                chunk = gone[start:start + 500]
+                in_chain = or_(jobs.c.id.in_(chunk), jobs.c.root_id.in_(chunk))
+                members = select(jobs.c.id).where(in_chain).scalar_subquery()
+                conn.execute(delete(job_logs).where(job_logs.c.job_id.in_(members)))
+                conn.execute(delete(jobs).where(in_chain))
+        return sum(wanted[r] for r in gone)
+
+    def create_retries(self, ids: Sequence[int]) -> list[tuple[JobRecord, int]]:
+        """Queue a new attempt of each job's chain in one transaction.
+
+        Each id stands for its chain; the chain's latest attempt is retried when it
+        failed, was cancelled or was interrupted (others are skipped, as are several
+        ids of one chain).  Returns ``(retried attempt, new id)`` pairs.
+        """
+        out: list[tuple[JobRecord, int]] = []
+        seen: set[int] = set()
+        with self.write_lock, write_transaction(self.engine) as conn:
+            for job_id in ids:
+                row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+                hops = 0
+                while row is not None and row["superseded_by"] is not None and hops < 1000:
+                    row = conn.execute(select(jobs).where(
+                        jobs.c.id == row["superseded_by"])).mappings().first()
+                    hops += 1
+                if row is None or row["id"] in seen:
+                    continue
+                seen.add(row["id"])
+                job = JobRecord.from_row(row)
+                if job.status not in RETRYABLE_STATES:
+                    continue
+                new = self._row(job.kind, job.title, job.params,
+                                Trigger.retry(job.id, False), job.attempt + 1, job.id,
+                                job.root_id or job.id, None, None, job.schedule_id)
+                new["checkpoint"] = row["checkpoint"]
+                new_id = int(conn.execute(insert(jobs).values(**new)).inserted_primary_key[0])
+                conn.execute(update(jobs).where(jobs.c.id == job.id)
+                             .values(superseded_by=new_id, updated_at=_now()))
+                out.append((job, new_id))
+        return out
 
     @staticmethod
     def check_retryable(job: JobRecord) -> None:

@@ -240,10 +240,12 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
     except BaseException as exc:  # the job body's failure, reported, never raised
         _remove_temps(ctx)
         transient = isinstance(exc, TransientError)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         try:
             transient = transient or isinstance(exc, get_kind(ctx.kind).transient_types())
-        except Exception:
-            pass
+        except Exception:  # a bad declaration: say so in the log, keep the job's own error
+            ctx.log(f"could not check whether this error is transient: "
+                    f"{traceback.format_exc(limit=1).strip()}")
         if isinstance(exc, MemoryError):
             message = "the job ran out of memory"
         else:
@@ -260,6 +262,7 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
                 "message": message,
                 "traceback": traceback.format_exc(),
                 "transient": bool(transient),
+                **({"retry_after": retry_after} if transient and retry_after else {}),
             },
         }
 

@@ -24,8 +24,13 @@ class TransientError(Exception):
     """A failure that may go away by itself (a supplier is down, a 503, a reset).
 
     The engine retries the job automatically with exponential back-off, up to the
-    kind's ``RetryPolicy.max_attempts``.
+    kind's ``RetryPolicy.max_attempts``.  ``retry_after`` (seconds) is the least
+    the engine waits before that retry, e.g. a server's ``Retry-After``.
     """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
 
 
 class JobCancelled(Exception):
@@ -243,13 +248,20 @@ class KindSpec:
         return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
     def transient_types(self) -> tuple[type[BaseException], ...]:
+        """The exception types this kind's retry policy names as transient.
+
+        A name that does not resolve is an error in the kind's declaration, not a
+        reason to quietly stop retrying: it raises, naming the kind and the name.
+        """
         found: list[type[BaseException]] = []
         for ref in self.retry.transient:
             module, _, name = ref.partition(":")
             try:
                 found.append(getattr(importlib.import_module(module), name))
-            except (ImportError, AttributeError):
-                continue
+            except (ImportError, AttributeError) as exc:
+                raise RuntimeError(
+                    f"job kind '{self.name}' lists '{ref}' as a transient error type, but "
+                    f"it cannot be imported ({exc}); fix the kind's RetryPolicy") from exc
         return tuple(found)
 
     def describe(self) -> dict[str, Any]:

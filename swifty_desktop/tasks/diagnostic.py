@@ -43,6 +43,8 @@ def noop(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
               help="save a checkpoint every step so that a re-run resumes"),
         Param("ignore_cancel", "bool", default=False,
               help="never check for cancellation (to test the hard kill)"),
+        Param("check_every", "int", minimum=1,
+              help="check for cancellation every this many steps of 50 ms (default 1)"),
     ),
     diagnostic=True,
     rerun_safe=True,
@@ -54,8 +56,9 @@ def sleep(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     start_step = int(ctx.resume_state.get("step", 0)) if isinstance(ctx.resume_state, dict) else 0
     if start_step:
         ctx.log(f"resuming at step {start_step} of {steps}")
+    check_every = int(params.get("check_every") or 1)
     for step in range(start_step, steps):
-        if not params.get("ignore_cancel"):
+        if not params.get("ignore_cancel") and step % check_every == 0:
             ctx.check_cancelled()
         time.sleep(seconds / steps)
         ctx.progress((step + 1) / steps, f"{(step + 1) * seconds / steps:.1f} of {seconds:g} s")
@@ -74,6 +77,8 @@ def sleep(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         Param("transient", "bool", default=False, help="raise a transient error"),
         Param("succeed_on_attempt", "int", default=0, minimum=0,
               help="succeed from this attempt on (0: never)"),
+        Param("retry_after", "float", minimum=0,
+              help="a transient error asks to be retried no sooner than this (seconds)"),
     ),
     retry=RetryPolicy(max_attempts=3, backoff_base=0.2, backoff_max=2.0),
     diagnostic=True,
@@ -85,7 +90,8 @@ def fail(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     if succeed_on and ctx.attempt >= succeed_on:
         return {"succeeded_on_attempt": ctx.attempt}
     if params.get("transient"):
-        raise TransientError(str(params.get("message")))
+        raise TransientError(str(params.get("message")),
+                             retry_after=float(params.get("retry_after") or 0.0) or None)
     raise TaskError(str(params.get("message")))
 
 
