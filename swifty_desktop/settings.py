@@ -80,6 +80,34 @@ def spec_for(key: str) -> SettingSpec | None:
     return None
 
 
+def read_value(conn: Any, key: str) -> Any:
+    """A stored (non-secret) value read on an open connection; None if unset.
+
+    For job bodies that keep a small remembered value in the same transaction as
+    the work it describes; no declared default is applied.
+    """
+    raw = conn.execute(select(Setting.value).where(Setting.key == key)).scalar()
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def write_value(conn: Any, key: str, value: Any) -> None:
+    """Store (None: remove) a non-secret value on an open connection, in its transaction."""
+    from sqlalchemy import delete, insert
+
+    spec = spec_for(key)
+    if spec is not None and spec.secret:
+        raise ValueError(f"{key} is a secret: it belongs in the keyring, not the database")
+    table = Setting.__table__
+    conn.execute(delete(table).where(table.c.key == key))
+    if value is not None:
+        conn.execute(insert(table).values(key=key, value=json.dumps(value)))
+
+
 class SecretStoreError(RuntimeError):
     """The OS keyring is unavailable or refused the operation."""
 

@@ -99,16 +99,41 @@ class LoopbackHTTP:
 
 
 class StaticServer(LoopbackHTTP):
-    """Serves fixed answers by path: ``routes[path] = (status, content type, body)``."""
+    """Serves fixed answers by path: ``routes[path] = (status, content type, body)``.
+
+    ``fail(path, *faults)`` queues faults for the next requests of that path, one per
+    request: an HTTP status such as ``"503"`` (with ``"503:N"``: Retry-After N) or
+    ``"stall:S"`` (no answer for S seconds).  ``hits`` lists every request's path,
+    ``log`` every ``(time, path, what was answered)``.
+    """
 
     def __init__(self, routes: dict[str, tuple[int, str, bytes]]) -> None:
         super().__init__()
         self.routes = routes
         self.hits: list[str] = []
+        self.faults: dict[str, list[str]] = defaultdict(list)
+        self.log: list[tuple[float, str, str]] = []
+        self._lock = threading.Lock()
+
+    def fail(self, path: str, *faults: str) -> None:
+        with self._lock:
+            self.faults[path].extend(faults)
 
     def handle(self, h: _Handler) -> None:
         path = urlsplit(h.path).path
-        self.hits.append(path)
+        with self._lock:
+            self.hits.append(path)
+            fault = self.faults[path].pop(0) if self.faults[path] else None
+            self.log.append((time.time(), path, fault or "ok"))
+        if fault is not None:
+            name, _, arg = fault.partition(":")
+            if name == "stall":
+                time.sleep(float(arg))
+                h.close_connection = True
+                return
+            h.reply(int(name), b"temporarily unavailable", "text/plain",
+                    {"Retry-After": arg} if arg else None)
+            return
         status, ctype, body = self.routes.get(path, (404, "text/plain", b"not found"))
         h.reply(status, body, ctype)
 
@@ -132,6 +157,7 @@ class WooShop(LoopbackHTTP):
 
     ``fail(page, *faults)`` queues faults for the next requests of that page, one per
     request: ``"503"``, ``"500"``, ``"502"``, ``"504"``, ``"429:N"`` (Retry-After N),
+    ``"403"`` (a key without read permission),
     ``"reset"`` (TCP RST, no answer), ``"stall:S"`` (no answer for S seconds),
     ``"stall_body:S"`` (headers and half the body, then S seconds of silence).
     ``down_pages`` answer 503 for as long as they are listed.
@@ -209,6 +235,10 @@ class WooShop(LoopbackHTTP):
         elif name == "429":
             h.reply(429, b'{"code":"too_many_requests","message":"slow down"}',
                     headers={"Retry-After": arg or "1"})
+        elif name == "403":
+            h.reply(403, json.dumps({"code": "woocommerce_rest_cannot_view",
+                                     "message": "Sorry, you cannot list resources.",
+                                     "data": {"status": 403}}).encode())
         elif name == "reset":
             h.reset()
         elif name == "stall":

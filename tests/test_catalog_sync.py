@@ -3,6 +3,7 @@ fails on cue), real worker processes and a real SQLite database."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -46,6 +47,10 @@ def expected(item: dict[str, Any]) -> dict[str, Any]:
             "external_id": str(item["id"]), "currency": "EUR"}
 
 
+def strip_mark(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {sku: {k: v for k, v in r.items() if k != "last_seen_run"} for sku, r in rows.items()}
+
+
 def assert_matches_feed(db: Any, feed: list[dict[str, Any]], supplier: str) -> None:
     rows = products(db)
     for item in feed:
@@ -76,7 +81,7 @@ def test_sync_survives_every_transient_fault_then_changes_nothing_then_discontin
     feed[4]["status"] = "draft"
     with WooShop(feed) as shop:
         shop.fail(1, "503")
-        shop.fail(2, "500", "429:1")
+        shop.fail(2, "500", "429:3")  # longer than urllib3's own back-off (1 s) here
         shop.fail(3, "reset")
         shop.fail(4, "stall:2.5")  # longer than the 1 s read timeout
         shop.fail(5, "stall_body:2.5", "502", "504")
@@ -91,6 +96,9 @@ def test_sync_survives_every_transient_fault_then_changes_nothing_then_discontin
         assert first.result["pages"] == 5
         assert first.result["retries"] >= 8  # 1 + 2 + 1 + 1 + 3 injected faults
         assert shop.served_pages() == [1, 2, 3, 4, 5]  # each page applied once
+        page2 = [(t, what) for t, page, what in shop.log if page == 2]
+        assert [what for _, what in page2] == ["500", "429:3", "200"]
+        assert page2[2][0] - page2[1][0] >= 2.9  # Retry-After: 3 was honoured
         assert len(manager.store.chain(first.id)) == 1  # no job-level retry was needed
         assert_matches_feed(db, feed, "Loopback")
         before = products(db)
@@ -100,7 +108,9 @@ def test_sync_survives_every_transient_fault_then_changes_nothing_then_discontin
         assert second.status is JobStatus.COMPLETED, second.error
         assert {k: second.result[k] for k in ("inserted", "updated", "discontinued")} == \
             {"inserted": 0, "updated": 0, "discontinued": 0}
-        assert products(db) == before  # not one column of one row was written
+        # not one column of one row changed: only the "seen by this sync" mark moved
+        assert strip_mark(products(db)) == strip_mark(before)
+        assert {r["last_seen_run"] for r in products(db).values()} == {f"sync-{second.id}"}
 
         gone = {feed[10]["sku"], feed[20]["sku"]}
         shop.products = [p for p in feed if p["sku"] not in gone]
@@ -144,6 +154,127 @@ def test_wrong_credentials_and_wrong_address_fail_at_once_saying_what_to_fix(
         assert "/shop/wp-json/wc/v3/products" in bad_url.error.message
         assert "supplier's address" in bad_url.error.message
         assert len(manager.store.chain(bad_url.id)) == 1
+
+
+def test_a_key_without_read_permission_fails_at_once_with_http_403(make_manager, qtbot) -> None:
+    with WooShop([woo_product(1)]) as shop:
+        shop.fail(1, "403")
+        manager = make_manager()
+        job = wait_final(qtbot, manager, manager.submit("catalog_sync", sync_params(shop)))
+        assert job.status is JobStatus.FAILED and not job.error.transient
+        assert "HTTP 403" in job.error.message and "cannot list resources" in job.error.message
+        assert "Read permission" in job.error.message and "Settings › Supplier" in \
+            job.error.message
+        assert len(manager.store.chain(job.id)) == 1  # not retried
+        assert [what for _, _, what in shop.log] == ["403"]  # asked once
+
+
+def test_https_to_a_plain_http_port_fails_at_once_and_points_at_the_scheme(
+        make_manager, qtbot) -> None:
+    with WooShop([woo_product(1)]) as shop:
+        manager = make_manager()
+        started = time.monotonic()
+        job = wait_final(qtbot, manager, manager.submit("catalog_sync", dict(
+            sync_params(shop), base_url=shop.base_url.replace("http://", "https://"))))
+        assert time.monotonic() - started < 15
+        assert job.status is JobStatus.FAILED and not job.error.transient, job.error
+        message = job.error.message
+        assert "secure (TLS) connection" in message and "http://, not https://" in message
+        assert "tries" not in message  # urllib3 does not retry TLS failures: no "6 tries"
+        assert "Settings › Supplier" in message
+        assert len(manager.store.chain(job.id)) == 1
+        assert shop.log == []  # a TLS hello is no HTTP request
+
+
+def test_a_retry_after_above_the_cap_frees_the_worker_and_delays_the_job_retry(
+        make_manager, qtbot, db) -> None:
+    from swifty_desktop.integrations.http import RETRY_AFTER_MAX_S
+    from swifty_desktop.tasks.base import TransientError
+
+    assert "retry_after" in TransientError.__init__.__code__.co_varnames  # the engine's part
+    feed = [woo_product(i) for i in range(1, 16)]
+    with WooShop(feed) as shop:
+        shop.fail(2, f"429:{RETRY_AFTER_MAX_S * 10}")
+        manager = make_manager()
+        started = time.monotonic()
+        first = wait_final(qtbot, manager, manager.submit(
+            "catalog_sync", sync_params(shop, per_page=10)), timeout=20)
+        failed_at = time.time()
+        assert time.monotonic() - started < 15  # nobody slept through the cap
+        assert first.status is JobStatus.FAILED and first.error.transient
+        assert f"wait {RETRY_AFTER_MAX_S * 10} s" in first.error.message
+        assert [(page, what) for _, page, what in shop.log] == \
+            [(1, "200"), (2, f"429:{RETRY_AFTER_MAX_S * 10}")]  # no request-level retry
+        retry = manager.store.get(next_attempt(qtbot, manager, first.id))
+        assert retry.not_before >= failed_at + RETRY_AFTER_MAX_S * 10 - 5  # the server's wait
+        make_due(db, retry.id)
+        done = wait_final(qtbot, manager, retry.id)
+        assert done.status is JobStatus.COMPLETED, done.error
+        assert done.result["resumed_from_page"] == 2 and done.result["fetched"] == 15
+
+
+def test_unreadable_rows_foreign_skus_and_one_empty_feed_discontinue_nothing(
+        make_manager, qtbot, db) -> None:
+    """A bad row is still offered; another supplier's SKU is left alone; an empty feed
+    discontinues only on the second empty sync in a row."""
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    with db.begin() as conn:
+        conn.execute(insert(Product.__table__).values(
+            sku="TP-003", name="Someone else's", category="", price_cents=111, currency="EUR",
+            stock=1, supplier="Other Co", status="active", updated_at=dt.datetime(2024, 1, 1)))
+    feed = [woo_product(i) for i in range(1, 6)]
+    with WooShop(feed) as shop:
+        manager = make_manager()
+
+        def sync() -> Any:
+            job = wait_final(qtbot, manager, manager.submit("catalog_sync", sync_params(shop)))
+            assert job.status is JobStatus.COMPLETED, job.error
+            return job
+
+        first = sync()
+        assert first.result["inserted"] == 4 and first.result["conflict_count"] == 1
+        assert first.result["conflicts"] == [{"sku": "TP-003", "owner": "Other Co"}]
+        rows = products(db)
+        assert (rows["TP-003"]["supplier"], rows["TP-003"]["name"],
+                rows["TP-003"]["price_cents"]) == ("Other Co", "Someone else's", 111)
+        assert any("TP-003" in line and "Other Co" in line
+                   for _, _, line in manager.store.logs(first.id))
+
+        shop.products = [dict(p, price="twelve") if p["sku"] == "TP-002" else p for p in feed]
+        unreadable = sync()
+        assert unreadable.result["skipped"] == 1 and unreadable.result["discontinued"] == 0
+        assert products(db)["TP-002"]["status"] == "active"  # still offered: kept
+        assert products(db)["TP-002"]["price_cents"] == 202  # its last good price
+
+        ours = {f"TP-00{i}" for i in (1, 2, 4, 5)}
+        shop.products = []
+        empty = sync()
+        assert empty.result["discontinued"] == 0 and "next sync" in empty.result["note"]
+        shop.products = feed
+        assert sync().result["discontinued"] == 0  # not empty: forget the empty one
+        shop.products = []
+        assert sync().result["discontinued"] == 0  # the first empty one in a row again
+        assert {s for s, r in products(db).items() if r["status"] == "active"} == \
+            ours | {"TP-003"}
+        second = sync()
+        assert second.result["discontinued"] == 4
+        assert "second sync in a row" in second.result["note"]
+        assert {s for s, r in products(db).items() if r["status"] == "active"} == {"TP-003"}
+
+
+def test_the_checkpoint_does_not_grow_with_the_catalogue(make_manager, qtbot) -> None:
+    manager = make_manager()
+    sizes = []
+    for n in (3, 300):
+        with WooShop([woo_product(i) for i in range(1, n + 1)]) as shop:
+            job = wait_final(qtbot, manager, manager.submit("catalog_sync", sync_params(shop)))
+            assert job.status is JobStatus.COMPLETED, job.error
+            assert job.result["fetched"] == n
+            sizes.append(len(json.dumps(job.checkpoint)))
+    assert sizes[1] - sizes[0] < 40, sizes  # a few more digits, no list of SKUs
 
 
 def test_a_page_that_keeps_failing_fails_the_job_transient_and_the_retry_resumes(

@@ -5,11 +5,20 @@ Transient failures — connection errors and resets, timeouts, 429 (honouring
 back-off before a caller ever sees them.  What still fails after that is the
 caller's to report (usually as a :class:`~swifty_desktop.tasks.TransientError`, so
 that the engine retries the whole job later).
+
+A ``Retry-After`` longer than :data:`RETRY_AFTER_MAX_S` is not slept through: the
+request stops retrying at once and the caller gets that answer, reads the wait
+with :func:`retry_after_of` and raises ``TransientError(..., retry_after=S)``, so
+the engine retries the job no earlier than the server asked while the worker
+process is free for other jobs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.utils
+import re
+import time
 from typing import Any
 
 import requests
@@ -40,8 +49,47 @@ class HttpPolicy:
         return (min(self.connect_timeout, self.read_timeout), self.read_timeout)
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` value (delta-seconds or an HTTP date) asks to wait.
+
+    None when there is no value or it cannot be read.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"[0-9]+", value):
+        return float(int(value))
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, float(email.utils.mktime_tz(parsed)) - time.time())
+
+
+def retry_after_of(response: Any) -> float | None:
+    """The ``Retry-After`` of a response (requests or urllib3) in seconds, if any."""
+    headers = getattr(response, "headers", None) or {}
+    return retry_after_seconds(headers.get("Retry-After"))
+
+
 class _Retry(Retry):
-    """urllib3's Retry with ``Retry-After`` capped (on every urllib3 version)."""
+    """urllib3's Retry that gives up at once on a ``Retry-After`` above the cap.
+
+    Sleeping through a long wait would hold the worker process; the caller turns
+    the answer into a job-level retry that waits (see the module doc).
+    """
+
+    def increment(self, method: str | None = None, url: str | None = None,
+                  response: Any = None, error: Exception | None = None,
+                  _pool: Any = None, _stacktrace: Any = None) -> Retry:
+        wait = retry_after_of(response) if response is not None and error is None else None
+        if wait is not None and wait > RETRY_AFTER_MAX_S:
+            from urllib3.exceptions import MaxRetryError, ResponseError
+
+            # MaxRetryError is urllib3's "stop retrying"; with raise_on_status=False
+            # the caller receives this very response
+            raise MaxRetryError(_pool, url or "", ResponseError(  # type: ignore[arg-type]
+                f"Retry-After {wait:.0f} s is longer than {RETRY_AFTER_MAX_S} s"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def parse_retry_after(self, retry_after: str) -> float:
         return float(min(super().parse_retry_after(retry_after), RETRY_AFTER_MAX_S))

@@ -5,8 +5,10 @@
 ``Link: <...>; rel="next"`` header.  Transient failures are retried per request by
 :mod:`swifty_desktop.integrations.http`; what keeps failing becomes
 :class:`SupplierUnavailable` (a TransientError: the engine retries the job), and
-what retrying cannot fix (401, 403, 404, an answer that is not a product list) a
-:class:`~swifty_desktop.tasks.TaskError` that says what to fix.
+what retrying cannot fix (401, 403, 404, a TLS failure, an answer that is not a
+product list) a :class:`~swifty_desktop.tasks.TaskError` that says what to fix.  A
+``Retry-After`` longer than the request-level cap becomes a SupplierUnavailable
+whose ``retry_after`` makes the engine wait at least that long.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from urllib.parse import urlsplit
 import requests
 
 from swifty_desktop.integrations.http import (
+    RETRY_AFTER_MAX_S,
     HttpPolicy,
     describe_exception,
     make_session,
     retries_of,
+    retry_after_of,
 )
 from swifty_desktop.tasks.base import TaskError, TransientError
 
@@ -129,6 +133,10 @@ class WooCommerceClient:
             try:
                 resp = self.session.get(self.endpoint, params=params,
                                         timeout=self.policy.timeout, stream=True)
+            except requests.exceptions.SSLError as exc:
+                # before RequestException: urllib3 does not retry a TLS failure, and
+                # the same certificate or scheme fails the same way next time
+                raise SupplierRejected(self._tls_message(number, exc)) from exc
             except requests.exceptions.RequestException as exc:
                 # urllib3 has already retried this request with back-off
                 raise SupplierUnavailable(
@@ -157,6 +165,24 @@ class WooCommerceClient:
             finally:
                 resp.close()
             return self._page(number, resp, body, retries)
+
+    def _tls_message(self, number: int, exc: BaseException) -> str:
+        text = describe_exception(exc)
+        low = text.lower()
+        if "certificate" in low:
+            hint = ("its certificate is not trusted (expired, self-signed or issued for "
+                    "another name). Check that the address is the shop's exact name, or ask "
+                    "the supplier to fix their certificate.")
+        elif "wrong version number" in low or "record layer" in low or \
+                "unexpected eof" in low or "packet length" in low:
+            hint = ("it does not speak HTTPS on that port. If the shop is served over plain "
+                    "HTTP, its address starts with http://, not https://.")
+        else:
+            hint = ("check whether the shop's address starts with https:// or http://, and "
+                    "whether its certificate is valid.")
+        return (f"a secure (TLS) connection to the supplier at {self.host} failed for page "
+                f"{number} ({text}): {hint} Correct the address in {SETTINGS_HINT}; retrying "
+                "will not help until then.")
 
     def _page(self, number: int, resp: requests.Response, body: bytes, retries: int) -> Page:
         status = resp.status_code
@@ -195,6 +221,13 @@ class WooCommerceClient:
                 f"{where} refused the request for page {number} (HTTP {status}{detail}). "
                 f"Check the supplier settings in {SETTINGS_HINT}."
             )
+        wait = retry_after_of(resp) if status in (429, 503) else None
+        if wait is not None and wait > RETRY_AFTER_MAX_S:  # urllib3 stopped at once
+            raise SupplierUnavailable(
+                f"{where} answered HTTP {status} ({resp.reason or 'error'}) for page "
+                f"{number} and asked to wait {wait:.0f} s before trying again (Retry-After). "
+                f"The job will retry automatically in {wait:.0f} s or later, going on from "
+                f"page {number}.", retry_after=wait)
         if status >= 400:  # 429 and 5xx that urllib3 already retried
             raise SupplierUnavailable(
                 f"{where} kept answering HTTP {status} ({resp.reason or 'error'}) for page "

@@ -7,10 +7,21 @@ products of this supplier that are no longer in the feed become ``discontinued``
 second sync with nothing changed updates nothing.
 
 Resuming: every page is applied in one transaction together with the job's
-checkpoint (next page, SKUs seen so far, counts), so a re-run after a crash, an
-engine kill or a transient failure goes on at the first page not yet applied.
-The set of SKUs seen lives in that checkpoint rather than in the product rows, so
-an unchanged product is never touched.
+checkpoint (next page and counts), so a re-run after a crash, an engine kill or a
+transient failure goes on at the first page not yet applied.  Which products the
+feed still offers is marked in the product rows themselves (``last_seen_run``, the
+sync's run key, written with the page's upsert), so the checkpoint stays small
+however large the catalogue; an unchanged product gets only that mark, its data
+and ``updated_at`` stay as they are.  A product the sync cannot store (a price
+that is no number) still counts as offered: it is never discontinued for that.
+
+Products of another supplier are never taken over: a feed row whose SKU belongs to
+another supplier's product is skipped, logged and listed in the result as a
+conflict.  A product without a supplier is adopted by this one.
+
+An empty feed discontinues nothing the first time (a supplier's shop answering an
+empty list by mistake must not wipe the catalogue); the sync remembers it, and
+the next sync that also finds the feed empty marks the products discontinued.
 
 With the supplier setting on "demo" (the default) and no ``base_url`` given, the
 job starts the built-in demo supplier on loopback inside its own worker process
@@ -55,7 +66,9 @@ SETTINGS = register_group(
 
 DISCONTINUED = "discontinued"
 ACTIVE = "active"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: seen products marked in the rows, not listed here
+CONFLICTS_LISTED = 50  # conflicts named in the result (all are counted)
+EMPTY_FEEDS_KEY = "catalog_sync.empty_feeds"  # settings row: {supplier: run that found none}
 
 
 def _title(params: Mapping[str, Any]) -> str:
@@ -189,9 +202,12 @@ def _fresh_state(ctx: Context, source: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "v": STATE_VERSION, "run": f"sync-{_root_id(ctx)}", "source": source["source"],
         "supplier": source["supplier"], "next_page": 1, "total": None, "total_pages": None,
-        "seen": [], "fetched": 0, "inserted": 0, "updated": 0, "skipped": 0, "pages": 0,
+        "fetched": 0, "inserted": 0, "updated": 0, "skipped": 0, "pages": 0,
         "retries": 0, "paging_done": False, "done": False, "discontinued": 0,
         "discontinue_note": "",
+        "marked": 0,  # product rows of this supplier marked as still offered
+        "unmatched": 0,  # feed rows that marked no product of ours (bad, conflicts)
+        "conflict_count": 0, "conflicts": [],  # at most CONFLICTS_LISTED named
     }
 
 
@@ -216,7 +232,6 @@ def _sync(ctx: Context, client: Any, source: Mapping[str, Any], map_product: Any
                 f"applied by an earlier attempt)")
     else:
         state = _fresh_state(ctx, source)
-    seen: set[str] = set(state["seen"])
     started = time.monotonic()
 
     while not state["paging_done"]:
@@ -224,6 +239,7 @@ def _sync(ctx: Context, client: Any, source: Mapping[str, Any], map_product: Any
         number = int(state["next_page"])
         page = client.fetch_page(number)
         mapped: dict[str, dict[str, Any]] = {}
+        bad_skus: set[str] = set()
         for item in page.items:
             try:
                 row = map_product(item, source["currency"])
@@ -231,25 +247,42 @@ def _sync(ctx: Context, client: Any, source: Mapping[str, Any], map_product: Any
                 state["skipped"] += 1
                 if state["skipped"] <= 10:
                     ctx.log(f"Skipped a product on page {number}: {exc}")
+                raw = str(item.get("sku") or "").strip()
+                if raw:  # still offered by the supplier: must not be discontinued
+                    bad_skus.add(raw[:64])
+                else:
+                    state["unmatched"] += 1
                 continue
             mapped[row["sku"]] = row
         with write_transaction(engine) as conn:
-            inserted, updated = _apply(conn, list(mapped.values()), source["supplier"],
-                                       state["run"])
-            seen.update(mapped)
+            applied = _apply(conn, list(mapped.values()), source["supplier"], state["run"])
+            bad_only = bad_skus - set(mapped)
+            kept = _mark_seen(conn, bad_only, source["supplier"], state["run"])
+            conflicts = applied["conflicts"]
             state.update(
-                seen=sorted(seen), next_page=number + 1, paging_done=not page.has_next,
+                next_page=number + 1, paging_done=not page.has_next,
                 fetched=state["fetched"] + len(page.items), pages=state["pages"] + 1,
-                inserted=state["inserted"] + inserted, updated=state["updated"] + updated,
+                inserted=state["inserted"] + applied["inserted"],
+                updated=state["updated"] + applied["updated"],
                 retries=state["retries"] + page.retries,
+                marked=state["marked"] + applied["marked"] + kept,
+                unmatched=state["unmatched"] + len(conflicts) + len(bad_only) - kept,
+                conflict_count=state["conflict_count"] + len(conflicts),
+                conflicts=(state["conflicts"] + conflicts)[:CONFLICTS_LISTED],
             )
             if page.total is not None:
                 state["total"] = page.total
             if page.total_pages is not None:
                 state["total_pages"] = page.total_pages
             ctx.checkpoint(state, conn=conn)  # type: ignore[call-arg]
+        for conflict in conflicts[:max(0, 10 - (state["conflict_count"] - len(conflicts)))]:
+            ctx.log(f"Skipped SKU {conflict['sku']} on page {number}: it belongs to "
+                    f"{conflict['owner']!r}'s product, which {source['supplier']!r} does not "
+                    "take over. Give one of them another SKU if they are different products.")
         ctx.log(f"Page {number}{'/' + str(page.total_pages) if page.total_pages else ''}: "
-                f"{len(page.items)} products, {inserted} new, {updated} changed"
+                f"{len(page.items)} products, {applied['inserted']} new, "
+                f"{applied['updated']} changed"
+                + (f", {len(conflicts)} of another supplier" if conflicts else "")
                 + (f" ({page.retries} retries)" if page.retries else ""))
         total_pages = state["total_pages"]
         fraction = min(0.95, number / total_pages * 0.95) if total_pages else None
@@ -260,7 +293,7 @@ def _sync(ctx: Context, client: Any, source: Mapping[str, Any], map_product: Any
         ctx.check_cancelled()
         ctx.progress(0.97, "Marking products no longer offered as discontinued")
         with write_transaction(engine) as conn:
-            count, note = _discontinue(conn, source["supplier"], seen, state)
+            count, note = _discontinue(conn, source["supplier"], state)
             state.update(done=True, discontinued=count, discontinue_note=note)
             ctx.checkpoint(state, conn=conn)  # type: ignore[call-arg]
         if note:
@@ -270,6 +303,7 @@ def _sync(ctx: Context, client: Any, source: Mapping[str, Any], map_product: Any
         "updated": state["updated"], "discontinued": state["discontinued"],
         "pages": state["pages"], "retries": state["retries"], "skipped": state["skipped"],
         "supplier": source["supplier"], "resumed_from_page": resumed_from,
+        "conflict_count": state["conflict_count"], "conflicts": state["conflicts"],
     }
     if state["discontinue_note"]:
         result["note"] = state["discontinue_note"]
@@ -285,23 +319,31 @@ _COMPARED = ("name", "category", "price_cents", "currency", "stock", "status", "
              "external_id")
 
 
-def _apply(conn: Any, rows: list[dict[str, Any]], supplier: str, run: str) -> tuple[int, int]:
-    """Upsert one page by SKU; write only rows whose data changed.  (inserted, updated)."""
+def _apply(conn: Any, rows: list[dict[str, Any]], supplier: str, run: str) -> dict[str, Any]:
+    """Upsert one page by SKU and mark its products as seen by ``run``.
+
+    Only rows whose data changed are updated (with ``updated_at``); an unchanged
+    row gets just the ``last_seen_run`` mark.  A SKU owned by another supplier is
+    left alone and returned in ``conflicts``.  Returns ``inserted``, ``updated``,
+    ``marked`` (our rows now marked) and ``conflicts`` (``{"sku", "owner"}``).
+    """
     from sqlalchemy import insert, select, update
 
     from swifty_desktop.db.models import Product
 
     products = cast("Table", Product.__table__)
+    out: dict[str, Any] = {"inserted": 0, "updated": 0, "marked": 0, "conflicts": []}
     if not rows:
-        return 0, 0
+        return out
     existing = {
         r.sku: r for r in conn.execute(
-            select(products.c.id, products.c.sku, *[products.c[c] for c in _COMPARED])
+            select(products.c.id, products.c.sku, products.c.last_seen_run,
+                   *[products.c[c] for c in _COMPARED])
             .where(products.c.sku.in_([r["sku"] for r in rows])))
     }
     now = _now()
-    inserted = updated = 0
     new_rows = []
+    unchanged: list[int] = []
     for row in rows:
         values = dict(row, supplier=supplier)
         old = existing.get(row["sku"])
@@ -309,45 +351,89 @@ def _apply(conn: Any, rows: list[dict[str, Any]], supplier: str, run: str) -> tu
             values["stock"] = values["stock"] or 0
             new_rows.append(dict(values, last_seen_run=run, updated_at=now))
             continue
+        if old.supplier and old.supplier != supplier:
+            out["conflicts"].append({"sku": row["sku"], "owner": old.supplier})
+            continue
         if values["stock"] is None:  # the supplier does not count it: keep ours
             values["stock"] = old.stock
         changes = {k: values[k] for k in _COMPARED if getattr(old, k) != values[k]}
         if changes:
             conn.execute(update(products).where(products.c.id == old.id)
                          .values(**changes, last_seen_run=run, updated_at=now))
-            updated += 1
+            out["updated"] += 1
+        elif old.last_seen_run != run:
+            unchanged.append(old.id)
+        # counted once per product, however often the feed repeats it
+        out["marked"] += old.last_seen_run != run
+    if unchanged:
+        conn.execute(update(products).where(products.c.id.in_(unchanged))
+                     .values(last_seen_run=run))
     if new_rows:
         conn.execute(insert(products), new_rows)
-        inserted = len(new_rows)
-    return inserted, updated
+        out["inserted"] = len(new_rows)
+        out["marked"] += len(new_rows)
+    return out
 
 
-def _discontinue(conn: Any, supplier: str, seen: set[str], state: Mapping[str, Any]
-                 ) -> tuple[int, str]:
-    """Mark this supplier's active products missing from the feed; (count, note)."""
-    from sqlalchemy import select, update
+def _mark_seen(conn: Any, skus: set[str], supplier: str, run: str) -> int:
+    """Mark this supplier's products with these SKUs as offered; how many were newly."""
+    from sqlalchemy import or_, update
 
     from swifty_desktop.db.models import Product
 
+    if not skus:
+        return 0
     products = cast("Table", Product.__table__)
-    active = conn.execute(
-        select(products.c.id, products.c.sku)
-        .where(products.c.supplier == supplier).where(products.c.status == ACTIVE)
-    ).all()
-    missing = [pid for pid, sku in active if sku not in seen]
+    res = conn.execute(update(products).where(products.c.sku.in_(sorted(skus)))
+                       .where(products.c.supplier == supplier)
+                       .where(or_(products.c.last_seen_run.is_(None),
+                                  products.c.last_seen_run != run))
+                       .values(last_seen_run=run))
+    return int(res.rowcount or 0)
+
+
+def _discontinue(conn: Any, supplier: str, state: Mapping[str, Any]) -> tuple[int, str]:
+    """Mark this supplier's active products the feed no longer offers; (count, note)."""
+    from sqlalchemy import func, or_, select, update
+
+    from swifty_desktop.db.models import Product
+    from swifty_desktop.settings import read_value, write_value
+
+    products = cast("Table", Product.__table__)
+    run = state["run"]
+    ours = (products.c.supplier == supplier)
+    not_seen = or_(products.c.last_seen_run.is_(None), products.c.last_seen_run != run)
+    missing = int(conn.execute(select(func.count()).select_from(products)
+                               .where(ours).where(products.c.status == ACTIVE)
+                               .where(not_seen)).scalar() or 0)
+    empty_feeds = read_value(conn, EMPTY_FEEDS_KEY)
+    empty_feeds = dict(empty_feeds) if isinstance(empty_feeds, dict) else {}
+    earlier_empty = empty_feeds.pop(supplier, None)
+    note = ""
+    if state["fetched"] == 0:
+        if missing and earlier_empty in (None, run):
+            empty_feeds[supplier] = run
+            write_value(conn, EMPTY_FEEDS_KEY, empty_feeds)
+            return 0, (f"The supplier's feed was empty, so none of the {missing} products of "
+                       f"{supplier} were marked discontinued this time. If the next sync "
+                       "also finds the feed empty, they will be marked discontinued then.")
+        if missing:
+            note = (f"The supplier's feed was empty for the second sync in a row, so all "
+                    f"{missing} products of {supplier} were marked discontinued.")
+    write_value(conn, EMPTY_FEEDS_KEY, empty_feeds or None)
     if not missing:
         return 0, ""
-    total = state.get("total")
-    if not seen:
-        return 0, (f"The supplier's feed was empty, so none of the {len(active)} products of "
-                   f"{supplier} were marked discontinued; if the supplier really stopped "
-                   "offering everything, run the sync again to confirm.")
-    if total is not None and len(seen) + state.get("skipped", 0) < total:
-        return 0, (f"The supplier's catalog changed while it was being read ({total} products "
-                   f"announced, {len(seen)} received), so no product was marked discontinued "
-                   "this time; the next sync will do it.")
-    now = _now()
-    for start in range(0, len(missing), 500):
-        conn.execute(update(products).where(products.c.id.in_(missing[start:start + 500]))
-                     .values(status=DISCONTINUED, updated_at=now))
-    return len(missing), ""
+    if state["fetched"]:
+        marked = int(conn.execute(select(func.count()).select_from(products).where(ours)
+                                  .where(products.c.last_seen_run == run)).scalar() or 0)
+        if marked < state["marked"]:
+            return 0, ("Another sync of this supplier ran while this one was interrupted, so "
+                       "no product was marked discontinued this time; the next sync will do it.")
+        total = state.get("total")
+        if total is not None and marked + state["unmatched"] < total:
+            return 0, (f"The supplier's catalog changed while it was being read ({total} "
+                       f"products announced, {marked + state['unmatched']} received), so no "
+                       "product was marked discontinued this time; the next sync will do it.")
+    conn.execute(update(products).where(ours).where(products.c.status == ACTIVE)
+                 .where(not_seen).values(status=DISCONTINUED, updated_at=_now()))
+    return missing, note
