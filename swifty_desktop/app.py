@@ -11,8 +11,8 @@ import faulthandler
 import logging
 import os
 import sys
+import threading
 import time
-import traceback
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -27,7 +27,9 @@ class SwiftyApp:
     gets out of the way."""
 
     def __init__(self, data_dir: str | None, *, verbose: bool = False,
-                 show_welcome: bool = True, argv: list[str] | None = None) -> None:
+                 show_welcome: bool = True, argv: list[str] | None = None,
+                 crash_dialog: Callable[..., Any] | None = None) -> None:
+        """``crash_dialog(report, saved_to, parent)`` replaces the crash dialog (tests)."""
         self._data_dir_arg = data_dir
         self._verbose = verbose
         self._show_welcome = show_welcome
@@ -40,6 +42,8 @@ class SwiftyApp:
         self.window: Any = None
         self.tray: Any = None
         self.notifier: Any = None
+        self.crash_reporter: Any = None
+        self._crash_dialog = crash_dialog
         self.started_at = time.perf_counter()
         self._stopped = False
 
@@ -70,43 +74,52 @@ class SwiftyApp:
         self._on_cleanup("database", self.services.dispose)
 
     def _init_crash_handler(self) -> None:
+        from swifty_desktop.gui.crash import CrashReporter
+
         assert self.services is not None
         logs = self.services.data_dir.logs
         fault_file = open(logs / "faulthandler.log", "a", encoding="utf-8")  # noqa: SIM115
         faulthandler.enable(fault_file)
         self._on_cleanup("faulthandler", lambda: (faulthandler.disable(), fault_file.close()))
-        previous = sys.excepthook
+        # created here, on the GUI thread: its dialogs are built on the thread it lives on
+        self.crash_reporter = CrashReporter(logs, parent_widget=lambda: self.window,
+                                            dialog_factory=self._crash_dialog,
+                                            parent=self.qapp)
+
+        def stop_reporting() -> None:
+            self.crash_reporter.close()
+            self.crash_reporter.deleteLater()
+            self.crash_reporter = None
+
+        self._on_cleanup("crash reports", stop_reporting)
+        previous, previous_thread_hook = sys.excepthook, threading.excepthook
         sys.excepthook = self._excepthook
-        self._on_cleanup("excepthook", lambda: setattr(sys, "excepthook", previous))
+        threading.excepthook = self._thread_excepthook
+
+        def restore() -> None:
+            sys.excepthook, threading.excepthook = previous, previous_thread_hook
+
+        self._on_cleanup("excepthook", restore)
 
     def _excepthook(self, etype: type[BaseException], value: BaseException,
                     tb: TracebackType | None) -> None:
-        """An unexpected error in the GUI: log it, save a report, show it, keep going."""
+        """An unexpected error in a slot, a Qt virtual or a QThreadPool runnable (any
+        thread): log it, save a report, show it on the GUI thread, keep going."""
         if issubclass(etype, KeyboardInterrupt):  # Ctrl-C in the terminal: quit, no report
             if self.qapp is not None:
                 self.quit()
             return
-        report = "".join(traceback.format_exception(etype, value, tb))
-        log.critical("unexpected error:\n%s", report)
-        path = None
-        if self.services is not None:
-            stamp = time.strftime("crash-%Y%m%d-%H%M%S")
-            path = self.services.data_dir.logs / f"{stamp}.txt"
-            n = 1
-            while path.exists():  # several errors in one second: one report each
-                n += 1
-                path = path.with_name(f"{stamp}-{n}.txt")
-            try:
-                path.write_text(f"{APP_NAME} {__version__}\nPython {sys.version}\n\n{report}",
-                                encoding="utf-8")
-            except OSError:
-                path = None
-        try:
-            from swifty_desktop.gui.crash import show_crash_dialog
+        reporter = self.crash_reporter  # once: shutdown may clear it on another thread
+        if reporter is not None:
+            reporter.report(etype, value, tb)
 
-            show_crash_dialog(report, path, self.window)
-        except Exception:  # the crash dialog itself must never take the app down
-            log.exception("could not show the crash dialog")
+    def _thread_excepthook(self, args: threading.ExceptHookArgs) -> None:
+        """The same for an exception that ends a plain ``threading.Thread``."""
+        if args.exc_type is SystemExit:  # what threading's own hook ignores too
+            return
+        reporter = self.crash_reporter
+        if reporter is not None and args.exc_value is not None:
+            reporter.report(args.exc_type, args.exc_value, args.exc_traceback, args.thread)
 
     def _init_engine(self) -> None:
         from swifty_desktop.jobs.manager import JobManager
@@ -158,6 +171,7 @@ class SwiftyApp:
         self.notifier = Notifier(self.manager, strategy, parent=self.qapp)
         self.notifier.detailsRequested.connect(window.show_details)
         self.notifier.registryRequested.connect(lambda: window.show_registry())
+        self.notifier.tabRequested.connect(window.show_data_tab)
 
     def _first_run(self) -> None:
         from PySide6.QtCore import QTimer
