@@ -1,8 +1,9 @@
 """``swifty-desktop --self-test``: is this installation whole?
 
-Opens the main window offscreen and runs one small job of each local kind
-through the real engine and its worker processes, in a new data directory (a
-temporary one unless ``--data-dir`` names a new or empty one):
+Opens the main window offscreen and runs one small job of each kind that works
+without the internet through the real engine and its worker processes, in a new
+data directory (a temporary one unless ``--data-dir`` names a new or empty one:
+one whose database, if it has one, holds no rows at all):
 
 * ``noop`` — ran in a worker process, not in this one;
 * ``demo_seed`` (small) — the sample data is in the database;
@@ -12,30 +13,40 @@ temporary one unless ``--data-dir`` names a new or empty one):
   bundled DejaVu fonts;
 * ``import_csv`` — a small CSV written here: the valid rows are in the database,
   the invalid one is in a rejects file;
-* ``archive`` — the completed orders before the cut-off are archived.
+* ``archive`` — the completed orders before the cut-off are archived;
+* ``exchange_rates`` — from a small ECB-format feed this process serves on
+  loopback (``http.server``), fetched by the worker with ``requests``;
+* ``email_batch`` — no mail server is set, so the messages are ``.eml`` files in
+  ``outbox/`` (the mail module loads ``smtplib`` and ``email``);
+* ``catalog_sync`` — from the built-in demo supplier, which the job serves on
+  loopback inside its worker process.
 
-It prints one line per check (``ok   name  detail`` or ``FAIL name  what is
-broken``) and returns 0 when every check passed, else 1.  It is what CI runs
-against the installed wheel and against the frozen bundle, and what a person
-runs when the app misbehaves on their machine.  Network kinds (catalog sync,
-exchange rates, e-mail) are left out: they need servers.
+The last three load the modules a frozen bundle most easily lacks (http.server,
+requests and urllib3, smtplib and email).  It prints one line per check (``ok
+name  detail`` or ``FAIL name  what is broken``) and returns 0 when every check
+passed, else 1.  It is what CI runs against the installed wheel and against the
+frozen bundle, and what a person runs when the app misbehaves on their machine.
 """
 
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import os
 import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-NAME_WIDTH = 13
+NAME_WIDTH = 14
 JOB_TIMEOUT_S = 60.0
 TRIGGER_LABEL = "self-test"
 
@@ -48,9 +59,64 @@ IMPORT_ROWS = [
 ]
 IMPORT_VALID = 3
 
+RATES_DAY = "2026-01-02"
+RATES = {"USD": 1.0765, "JPY": 163.12, "CHF": 0.9412, "GBP": 0.8398}
+RATES_PATH = "/stats/eurofxref/eurofxref-daily.xml"
+RATES_FEED = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" '
+    'xmlns="http://www.ecb.int/vocabulary/2002-08-01/eurofxref">\n'
+    "<gesmes:subject>Reference rates</gesmes:subject>\n"
+    "<gesmes:Sender><gesmes:name>European Central Bank</gesmes:name></gesmes:Sender>\n"
+    f'<Cube><Cube time="{RATES_DAY}">'
+    + "".join(f'<Cube currency="{c}" rate="{r}"/>' for c, r in RATES.items())
+    + "</Cube></Cube>\n</gesmes:Envelope>\n"
+).encode()
+
 
 class CheckFailed(Exception):
     """A check found something broken; the message says what."""
+
+
+class _FeedHandler(BaseHTTPRequestHandler):
+    server: _FeedServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep quiet
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        found = self.path.split("?")[0] == RATES_PATH
+        body = RATES_FEED if found else b"not found"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "text/xml" if found else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if found:
+            self.server.served += 1
+
+
+class _FeedServer(ThreadingHTTPServer):
+    """The exchange-rates feed, served from a thread of this process on 127.0.0.1."""
+
+    daemon_threads = True
+    served = 0
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FeedHandler)
+        self._thread = threading.Thread(target=self.serve_forever, name="self-test feed",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{RATES_PATH}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(5)
 
 
 class SelfTest:
@@ -121,13 +187,22 @@ class SelfTest:
     def _check_data_dir(self) -> str:
         db = self.data_dir / "swifty.db"
         if db.exists():
-            rows = _business_rows(db)
-            if rows:
+            try:
+                used = _tables_with_rows(db)
+            except sqlite3.Error as exc:
                 raise CheckFailed(
-                    f"{self.data_dir} already holds data ({rows:,} products, customers and "
-                    "orders); the self-test loads sample data and archives orders, so it "
-                    "runs only in a new or empty data directory (leave out --data-dir to "
-                    "use a temporary one)")
+                    f"cannot read {db} to make sure it holds no data ({exc}); the self-test "
+                    "runs only in a new or empty data directory (leave out --data-dir to use "
+                    "a temporary one)") from exc
+            if used:
+                what = ", ".join(f"{n:,} {table}" for table, n in used.items())
+                raise CheckFailed(
+                    f"{self.data_dir} already holds data ({what}); the self-test loads "
+                    "sample data, syncs products, archives orders and writes e-mail, so it "
+                    "runs only in a new or empty data directory, one whose database has no "
+                    "rows (the app's own default schedules count: a data directory the app "
+                    "has opened is not empty). Leave out --data-dir to use a temporary one, "
+                    "or name a folder that does not exist yet")
         return str(self.data_dir)
 
     def _start(self) -> str:
@@ -248,7 +323,8 @@ class SelfTest:
             # without sample data (or workers) the rest would only wait and fail alike
             why = "there is no sample data to work on" if worker_ok else \
                 "jobs do not run in worker processes (see 'worker' above)"
-            for name in ("export csv", "export xlsx", "report_pdf", "import_csv", "archive"):
+            for name in ("export csv", "export xlsx", "report_pdf", "import_csv", "archive",
+                         "exchange_rates", "email_batch", "catalog_sync"):
                 self.line(False, name, f"not run: {why}")
             return
 
@@ -271,11 +347,25 @@ class SelfTest:
         cutoff = time.strftime("%Y-%m-%d")
         due = self._count("orders", "status = 'completed' AND order_date < ? AND "
                                     "archived_at IS NULL", (cutoff,))
-        imp = self._submit("import_csv", {"path": str(source), "table": "products"})
-        arc = self._submit("archive", {"older_than_days": 0})
-        jobs = self._wait([imp, arc])
+        feed = _FeedServer()
+        try:
+            imp = self._submit("import_csv", {"path": str(source), "table": "products"})
+            arc = self._submit("archive", {"older_than_days": 0})
+            rates = self._submit("exchange_rates", {"url": feed.url, "timeout": 10})
+            mail = self._submit("email_batch", {"audience": "opted_in"})
+            jobs = self._wait([imp, arc, rates, mail])
+        finally:
+            feed.stop()
         self.check("import_csv", lambda: self._check_import(jobs[imp], before_products))
         self.check("archive", lambda: self._check_archive(jobs[arc], due, cutoff))
+        self.check("exchange_rates", lambda: self._check_rates(jobs[rates], feed))
+        self.check("email_batch", lambda: self._check_mail(jobs[mail]))
+
+        # 4. the supplier's catalog, once the import's product count is checked
+        before_products = self._count("products")
+        sync = self._submit("catalog_sync", {})
+        jobs = self._wait([sync])
+        self.check("catalog_sync", lambda: self._check_sync(jobs[sync], before_products))
 
     # ---------------------------------------------------------------- checks
     def _check_noop(self, job: Any) -> str:
@@ -395,6 +485,73 @@ class SelfTest:
             raise CheckFailed("the sample data has no completed orders before today")
         return f"{archived:,} completed orders dated before {cutoff} archived"
 
+    def _check_rates(self, job: Any, feed: _FeedServer) -> str:
+        result = self._completed(job)
+        if not feed.served:
+            raise CheckFailed(f"the job completed, but never fetched the feed at {feed.url}")
+        if result.get("date") != RATES_DAY or int(result.get("currencies", -1)) != len(RATES):
+            raise CheckFailed(f"the feed holds {len(RATES)} rates for {RATES_DAY}; the job "
+                              f"says {result.get('currencies')} for {result.get('date')}")
+        stored = {}
+        db = self.data_dir / "swifty.db"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            for currency, rate in conn.execute(
+                    "SELECT currency, rate FROM exchange_rates WHERE rate_date = ?",
+                    (RATES_DAY,)):
+                stored[currency] = rate
+        wrong = {c: stored.get(c) for c, r in RATES.items()
+                 if stored.get(c) is None or abs(stored[c] - r) > 1e-9}
+        if wrong:
+            raise CheckFailed(f"the database's rates for {RATES_DAY} differ from the feed's: "
+                              f"{wrong} (expected {RATES})")
+        return (f"{len(RATES)} rates for {RATES_DAY} from a feed served on loopback "
+                f"(USD {stored['USD']})")
+
+    def _check_mail(self, job: Any) -> str:
+        result = self._completed(job)
+        if result.get("transport") != "outbox":
+            raise CheckFailed(f"the batch went to {result.get('transport')}, not to the outbox "
+                              "(no mail server is set in a new data directory)")
+        recipients, sent = int(result.get("recipients", -1)), int(result.get("sent", -1))
+        opted_in = self._count("customers", "opted_in = 1 AND email LIKE '%@%'")
+        if recipients != opted_in or sent != recipients or result.get("failed"):
+            raise CheckFailed(f"{opted_in} customers opted in; the job planned {recipients}, "
+                              f"sent {sent}, failed {result.get('failed')!r}")
+        files = sorted((self.data_dir / "outbox").glob("*.eml"))
+        if len(files) != sent:
+            raise CheckFailed(f"the job sent {sent} messages, the outbox holds {len(files)} "
+                              ".eml files")
+        if sent == 0:
+            raise CheckFailed("the sample data has no customers who opted in")
+        msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+        to = str(msg.get("To", ""))
+        if not msg.get("Message-ID") or not msg.get("Subject") or "@" not in to:
+            raise CheckFailed(f"{files[0].name} is not a complete message (To {to!r}, "
+                              f"Subject {msg.get('Subject')!r}, "
+                              f"Message-ID {msg.get('Message-ID')!r})")
+        return f"{sent:,} messages to opted-in customers as .eml files in {files[0].parent}"
+
+    def _check_sync(self, job: Any, before: int) -> str:
+        from swifty_desktop.integrations.demo_supplier import (
+            DEMO_PRODUCT_COUNT,
+            DEMO_SUPPLIER_NAME,
+        )
+
+        result = self._completed(job)
+        fetched, inserted = int(result.get("fetched", -1)), int(result.get("inserted", -1))
+        skipped = int(result.get("skipped", 0))
+        if fetched != DEMO_PRODUCT_COUNT:
+            raise CheckFailed(f"the demo supplier offers {DEMO_PRODUCT_COUNT} products; the "
+                              f"job fetched {fetched}")
+        mine = self._count("products", "supplier = ?", (DEMO_SUPPLIER_NAME,))
+        now = self._count("products")
+        if mine != fetched - skipped or now != before + inserted or inserted <= 0:
+            raise CheckFailed(f"the job fetched {fetched} products ({skipped} skipped) and "
+                              f"inserted {inserted}; the database holds {mine} of "
+                              f"{DEMO_SUPPLIER_NAME!r} and {now - before} more products")
+        return (f"{fetched} products from the built-in demo supplier in {result.get('pages')} "
+                f"pages: {inserted} new, {result.get('updated')} changed")
+
     def _check_log(self) -> str:
         log = self.data_dir / "logs" / "swifty.log"
         if not log.is_file() or log.stat().st_size == 0:
@@ -445,19 +602,20 @@ def _qt_message(mode: Any, context: Any, message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
-def _business_rows(db: Path) -> int:
-    """Products, customers and orders in an existing database (0 if it has no such tables)."""
-    total = 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-            for table in ("products", "customers", "orders"):
-                try:
-                    total += int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-                except sqlite3.OperationalError:  # no such table: a database not set up yet
-                    pass
-    except sqlite3.Error:
-        return 0
-    return total
+def _tables_with_rows(db: Path) -> dict[str, int]:
+    """Every table of an existing database that holds rows -> its row count, except the
+    schema version Alembic keeps (a database migrated and never used is empty)."""
+    used: dict[str, int] = {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        tables = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name != 'alembic_version' ORDER BY name")]
+        for table in tables:
+            quoted = table.replace('"', '""')
+            count = int(conn.execute(f'SELECT count(*) FROM "{quoted}"').fetchone()[0])
+            if count:
+                used[table] = count
+    return used
 
 
 def _close_logs(root: Path) -> None:

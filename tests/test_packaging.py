@@ -16,10 +16,12 @@ The desktop entry and AppStream metadata are checked by the freedesktop tools
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -199,6 +201,52 @@ def test_the_wheel_installs_into_a_fresh_venv_and_passes_its_self_test(tmp_path:
     assert f"ui from {installed / '_ui'};" in window, window
     assert f"resources from {installed / '_resources'}" in window, window
     assert list((data / "outputs").glob("*.pdf")), "the self-test left no report in its data dir"
+
+
+def _db_rows(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def _put_setting(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO settings (key, value) VALUES ('mail.smtp_host', "
+                     "'\"smtp.example.com\"')")
+
+
+@pytest.mark.parametrize("setup", [
+    pytest.param(["schedules", "add", "nightly", "noop", "--every", "3600"], id="a schedule"),
+    pytest.param(["jobs", "submit", "noop"], id="a queued job"),
+    pytest.param(_put_setting, id="a setting"),
+])
+def test_the_self_test_refuses_a_data_directory_with_any_rows(tmp_path: Path, setup) -> None:
+    """Not only products, customers and orders: jobs, schedules and settings are someone's
+    data too, and the self-test would load sample data and archive orders beside them."""
+    data = tmp_path / "shop"
+    cli = [sys.executable, "-m", "swifty_desktop", "--data-dir", str(data)]
+    _run([*cli, "jobs", "list"], timeout=120, env=_clean_env())  # a migrated, empty database
+    if callable(setup):
+        setup(data / "swifty.db")
+    else:
+        _run([*cli, *setup], timeout=120, env=_clean_env())
+    before = _db_rows(data / "swifty.db")
+    result = subprocess.run([*cli, "--self-test"], capture_output=True, text=True, timeout=120,
+                            env=_clean_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL data dir" in result.stdout and "already holds data" in result.stdout
+    assert "ok   start" not in result.stdout
+    assert _db_rows(data / "swifty.db") == before
+
+
+def test_the_self_test_accepts_a_migrated_database_without_rows(tmp_path: Path) -> None:
+    from swifty_desktop.selftest import SelfTest
+
+    data = tmp_path / "fresh"
+    _run([sys.executable, "-m", "swifty_desktop", "--data-dir", str(data), "jobs", "list"],
+         timeout=120, env=_clean_env())
+    assert _db_rows(data / "swifty.db")["alembic_version"] == 1
+    assert SelfTest(data, out=io.StringIO())._check_data_dir() == str(data)
 
 
 def test_the_self_test_leaves_a_data_directory_with_data_alone(tmp_path: Path) -> None:
