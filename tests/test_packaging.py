@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import struct
@@ -202,6 +203,14 @@ def test_the_wheel_installs_into_a_fresh_venv_and_passes_its_self_test(tmp_path:
     assert f"resources from {installed / '_resources'}" in window, window
     assert list((data / "outputs").glob("*.pdf")), "the self-test left no report in its data dir"
 
+    # README's menu entry for a pip install starts this venv's command from the menu
+    command = venv / "bin" / "swifty-desktop"
+    entry = _menu_entry_for(command, tmp_path / "prefix")
+    assert entry["TryExec"] == str(command)
+    started = _run([*shlex.split(entry["Exec"]), "--version"], timeout=60,
+                   env=_clean_env(PATH="/usr/bin:/bin"), cwd=elsewhere)
+    assert started.stdout.split() == ["swifty-desktop", __version__]
+
 
 def _db_rows(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
@@ -281,6 +290,49 @@ def test_desktop_entry_validates_and_starts_the_installed_command() -> None:
     assert entry["Exec"].split()[0] in scripts, f"Exec={entry['Exec']} is not {list(scripts)}"
     assert entry["Icon"] == APP_ID
     assert entry["Name"] == "Swifty Desktop"
+
+
+def _desktop_entry(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines()
+                if "=" in line)
+
+
+def _menu_entry_for(command: Path, prefix: Path) -> dict[str, str]:
+    """What README tells a pip user to run: install.sh --exec, from the source checkout."""
+    env = _clean_env(PATH="/usr/bin:/bin")  # the venv's bin/ is not on the desktop's PATH
+    _run(["sh", str(LINUX / "install.sh"), "--exec", str(command), "--prefix", str(prefix)],
+         timeout=60, env=env)
+    installed = prefix / "share" / "applications" / DESKTOP.name
+    result = subprocess.run([_tool("desktop-file-validate", "desktop-file-utils"),
+                             str(installed)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "error" not in result.stdout.lower(), result.stdout
+    assert (prefix / "share" / "icons" / "hicolor" / "48x48" / "apps" / f"{APP_ID}.png").is_file()
+    assert (prefix / "share" / "metainfo" / METAINFO.name).is_file()
+    return _desktop_entry(installed)
+
+
+def test_install_sh_adds_a_menu_entry_for_a_command_outside_path(tmp_path: Path) -> None:
+    """A pip install in a virtual environment: the menu must start that venv's command
+    by its full path (TryExec too, or the menu hides the entry), even with a space in it."""
+    command = tmp_path / "my venvs" / "swifty" / "bin" / "swifty-desktop"
+    command.parent.mkdir(parents=True)
+    command.write_text("#!/bin/sh\necho swifty-desktop 0.1.0\n", encoding="utf-8")
+    command.chmod(0o755)
+    prefix = tmp_path / "home" / ".local"
+    entry = _menu_entry_for(command, prefix)
+    assert entry["TryExec"] == str(command)
+    assert shlex.split(entry["Exec"]) == [str(command)]
+    assert not (prefix / "lib").exists() and not (prefix / "bin").exists(), \
+        "--exec copied a bundle"
+
+    # a swifty-desktop that pip put in PREFIX/bin (pip install --user) is pip's to remove
+    (prefix / "bin").mkdir()
+    pip_script = prefix / "bin" / "swifty-desktop"
+    pip_script.write_text("#!/bin/sh\n", encoding="utf-8")
+    _run(["sh", str(LINUX / "install.sh"), "--uninstall", "--prefix", str(prefix)], timeout=60)
+    assert not (prefix / "share" / "applications" / DESKTOP.name).exists()
+    assert not list((prefix / "share" / "icons").rglob(f"{APP_ID}.*"))
+    assert pip_script.is_file(), "uninstall removed a command it did not install"
 
 
 def test_appstream_metainfo_validates_and_matches_the_app() -> None:
