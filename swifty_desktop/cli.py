@@ -30,8 +30,16 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> Any:  # argparse's contract: never returns
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} "
+                              f"(see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="swifty-desktop",
         description="Swifty Desktop: run business jobs (exports, imports, reports, syncs, "
                     "e-mail) in the background. Without a command, opens the app.",
@@ -262,6 +270,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         store = JobStore(svc.engine)
         if action == "list":
             statuses = tuple(_check_status(s) for s in args.status)
+            _check_kinds(args.kind, store)
             jobs = store.list(JobQuery(statuses=statuses, kinds=tuple(args.kind),
                                        text=args.search), limit=max(1, args.limit))
             if args.json:
@@ -300,6 +309,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             JobStore.check_cancellable(job)
             if store.cancel_queued(job.id):
                 print(f"Cancelled job #{job.id} ({job.title}); it had not started.")
+            elif store.cancel_orphaned(job.id):
+                print(f"Cancelled job #{job.id} ({job.title}); the engine that was running "
+                      "it had stopped, so nothing was running any more.")
             elif store.request_cancel(job.id):
                 print(f"Asked job #{job.id} ({job.title}) to stop; the engine running it "
                       "will cancel it within a second or two.")
@@ -319,6 +331,15 @@ def _check_status(value: str) -> str:
     except ValueError:
         known = ", ".join(s.value for s in JobStatus)
         raise CliError(f"unknown status '{value}'; use one of {known}") from None
+
+
+def _check_kinds(kinds: Sequence[str], store: Any) -> None:
+    """A kind filter must name a kind this app has, or one found in the history."""
+    from swifty_desktop.tasks import registry
+
+    unknown = [k for k in kinds if k not in registry()]
+    if unknown and set(unknown) - set(store.kinds_in_history()):
+        raise CliError(f"unknown job kind '{unknown[0]}'; `swifty-desktop kinds` lists them")
 
 
 def _wait_for(svc: Any, job_id: int, args: argparse.Namespace) -> int:

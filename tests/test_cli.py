@@ -71,6 +71,10 @@ def test_submit_without_wait_queues_and_list_and_show_read_it(tmp_path: Path) ->
     (["jobs", "submit", "sleep", "-p", "nonsense"], "must look like key=value"),
     (["jobs", "submit", "sleep", "-p", "color=red"], "has no parameter 'color'"),
     (["jobs", "list", "--status", "sleepy"], "unknown status 'sleepy'"),
+    (["jobs", "list", "--kind", "teleport"], "unknown job kind 'teleport'; `swifty-desktop kinds`"),
+    (["jobs", "frobnicate"], "invalid choice: 'frobnicate'"),
+    (["jobs", "show", "forty-two"], "'forty-two' is not a job id"),
+    (["jobs", "submit"], "the following arguments are required: kind"),
 ])
 def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path: Path, args, message):
     proc = run_cli(tmp_path, *args)
@@ -84,11 +88,32 @@ def test_bad_input_gets_one_line_exit_2_and_writes_nothing(tmp_path: Path, args,
     (["jobs", "show", "42"], "there is no job #42"),
     (["jobs", "retry", "42"], "there is no job #42"),
     (["jobs", "cancel", "42"], "there is no job #42"),
-    (["jobs", "show", "forty-two"], "is not a job id"),
 ])
 def test_unknown_ids_are_named(tmp_path: Path, args, message) -> None:
     proc = run_cli(tmp_path, *args)
     assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cancel_of_a_job_whose_engine_died_cancels_it_at_once(tmp_path: Path) -> None:
+    import socket
+
+    from swifty_desktop.bootstrap import open_database
+    from swifty_desktop.jobs.model import Trigger
+    from swifty_desktop.jobs.store import JobStore
+    from swifty_desktop.paths import DataDir
+
+    engine = open_database(DataDir(tmp_path).ensure())
+    store = JobStore(engine)
+    job_id = store.insert("sleep", "Sleep", {"seconds": 60}, Trigger("api"))
+    store.claim([job_id], f"{socket.gethostname()}:999999:worker:abc", lease_s=3600)
+    proc = run_cli(tmp_path, "jobs", "cancel", str(job_id))
+    assert proc.returncode == 0, proc.stderr
+    assert "the engine that was running it had stopped" in proc.stdout
+    job = store.get(job_id)
+    assert job.status.value == "cancelled" and "pid 999999" in job.message
+    store.close()
+    engine.dispose()
 
 
 def test_retry_of_a_completed_job_is_refused(tmp_path: Path) -> None:

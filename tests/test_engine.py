@@ -384,7 +384,7 @@ def test_per_kind_limits_hold_across_engines(make_manager, qtbot, db) -> None:
     """Two engines on one database: a kind limited to one job at a time runs one at a
     time in all of them together."""
     first = make_manager(workers=2, concurrency={"sleep": 1})
-    second = make_manager(workers=2, concurrency={"sleep": 1})
+    make_manager(workers=2, concurrency={"sleep": 1})  # a second engine, same database
     ids = [first.submit("sleep", {"seconds": 0.4}) for _ in range(4)]
     jobs = [wait_final(qtbot, first, i) for i in ids]
     assert all(j.status is JobStatus.COMPLETED for j in jobs)
@@ -441,3 +441,72 @@ def test_removing_a_job_removes_its_whole_chain(make_manager, qtbot) -> None:
     assert store.logs(first.id) == []
     assert store.get(keep.id).status is JobStatus.COMPLETED
     assert store.get(running).status is JobStatus.RUNNING
+
+
+def test_the_worker_pool_recovers_once_workers_can_start_again() -> None:
+    """Workers that cannot start fail jobs fast with the reason; once the cause is gone
+    (here: the interpreter path), the pool starts workers again by itself."""
+    import multiprocessing
+    import sys
+
+    from swifty_desktop.jobs.pool import WorkerPool, WorkerStartError
+
+    multiprocessing.set_executable("/bin/false")  # every spawned worker exits at once
+    pool = WorkerPool(1)
+    try:
+        pool.start()
+        deadline = time.monotonic() + 30
+        reason = ""
+        while time.monotonic() < deadline and "fail to start" not in reason:
+            try:
+                pool.acquire(timeout=2)
+            except WorkerStartError as exc:
+                reason = str(exc)
+        assert "fail to start" in reason and "exited while starting" in reason, reason
+        multiprocessing.set_executable(sys.executable)
+        deadline = time.monotonic() + 40
+        handle = None
+        while handle is None and time.monotonic() < deadline:
+            try:
+                handle = pool.acquire(timeout=2)
+            except WorkerStartError:
+                time.sleep(0.5)
+        assert handle is not None and handle.alive(), "the pool did not recover"
+        pool.release(handle)
+    finally:
+        multiprocessing.set_executable(sys.executable)
+        pool.shutdown()
+
+
+def test_a_relative_output_name_keeps_its_folders_inside_outputs(make_manager, qtbot,
+                                                                 data_dir) -> None:
+    manager = make_manager()
+    nested = wait_final(qtbot, manager, manager.submit("write", {"name": "q4/shop/x.bin",
+                                                                  "size": 10}))
+    assert nested.output_path == str(data_dir.outputs / "q4" / "shop" / "x.bin")
+    escaping = wait_final(qtbot, manager, manager.submit("write", {"name": "../../x.bin",
+                                                                    "size": 10}))
+    assert escaping.output_path == str(data_dir.outputs / "x.bin")  # never above outputs/
+
+
+def test_outputs_are_all_promoted_or_none(tmp_path) -> None:
+    """If moving the second output into place fails, the first goes back too."""
+    from swifty_desktop.jobs.worker import WorkerContext, _promote
+
+    class Pipe:
+        def send(self, _msg: Any) -> None:
+            pass
+
+    ctx = WorkerContext(Pipe(), type("Flag", (), {"value": 0})(),  # type: ignore[arg-type]
+                        {"id": 7, "kind": "write", "data_dir": str(tmp_path), "db_url": ""})
+    first = ctx.output_path("a.txt")
+    first.write_text("a")
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    second = ctx.output_path(str(blocked / "b.txt"))
+    second.write_text("b")
+    (blocked / "b.txt").mkdir()  # a directory where the file must go: the rename fails
+    with pytest.raises(OSError):
+        _promote(ctx, {})
+    assert not (tmp_path / "outputs" / "a.txt").exists()
+    assert first.exists()  # back under its temporary name, for the cleanup to remove

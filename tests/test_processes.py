@@ -46,10 +46,11 @@ def test_kill_9_of_the_engine_leaves_no_orphans_and_a_restart_resumes(data_dir, 
     workers = [c for c in children(engine.pid) if "resource_tracker" not in cmdline(c)]
     assert workers and all(alive(w) for w in workers)
     os.kill(engine.pid, signal.SIGKILL)
-    stop(engine)
     killed_at = time.monotonic()
+    engine.wait(10)  # reap the engine only: its pipes may stay open while workers live
     wait_for(lambda: not any(alive(w) for w in workers), 5, "the workers to exit")
     assert time.monotonic() - killed_at < 2.0, "orphaned workers must exit within 2 s"
+    stop(engine)
     step_at_kill = store.get(job_id).checkpoint["step"]
     time.sleep(0.5)
     assert store.get(job_id).checkpoint["step"] == step_at_kill  # nobody kept writing
@@ -87,4 +88,23 @@ def test_worker_interrupts_jobs_that_outlive_the_grace_period(data_dir, db) -> N
     assert job.status is JobStatus.INTERRUPTED and "shut down" in job.error.message
     requeued = store.get(job.superseded_by)  # sleep is safe to re-run
     assert requeued.status is JobStatus.QUEUED and requeued.trigger.type == "recovery"
+    store.close()
+
+
+def test_cancel_from_the_command_line_stops_a_job_running_in_a_worker(data_dir, db) -> None:
+    from helpers import run_cli
+
+    store = JobStore(db)
+    engine = start_worker(data_dir.root, "--workers", "1")
+    try:
+        job_id = store.insert("sleep", "Sleep", {"seconds": 60}, Trigger("api"))
+        wait_for(lambda: (store.get(job_id).progress or 0) > 0, 30, "the job to run")
+        asked = time.monotonic()
+        proc = run_cli(data_dir.root, "jobs", "cancel", str(job_id))
+        assert proc.returncode == 0 and "will cancel it within a second or two" in proc.stdout
+        wait_for(lambda: store.get(job_id).status is JobStatus.CANCELLED, 10, "the cancel")
+        assert time.monotonic() - asked < 8
+        assert store.get(job_id).progress < 0.5
+    finally:
+        assert stop(engine) == 0
     store.close()

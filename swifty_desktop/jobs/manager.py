@@ -606,8 +606,10 @@ class JobManager(QObject):
                 folders.add(Path(value).parent)
         suffix = f"{TEMP_MARK}{job.id}"
         for folder in folders:
-            try:
-                for path in folder.glob(f".*{suffix}"):
+            try:  # outputs/ may have sub-folders (relative output names keep theirs)
+                found = (folder.rglob(f".*{suffix}") if folder == self.data_dir.outputs
+                         else folder.glob(f".*{suffix}"))
+                for path in found:
                     if path.name.endswith(suffix):
                         path.unlink(missing_ok=True)
             except OSError:

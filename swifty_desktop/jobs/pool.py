@@ -181,6 +181,12 @@ class WorkerPool:
                 if self._closed:
                     raise WorkerStartError("the engine is shutting down")
                 if self._failures >= 3:
+                    # fail fast, but keep trying in the background (spawns back off), so
+                    # the pool recovers once the cause is gone, without a restart
+                    if self._starting == 0 and len(self._busy) + len(self._idle) < self.size:
+                        self._starting += 1
+                        threading.Thread(target=self._spawn_one, name="worker-spawn",
+                                         daemon=True).start()
                     raise WorkerStartError(
                         f"worker processes fail to start ({self._last_error}); "
                         "check the log in the data directory's logs/ folder")

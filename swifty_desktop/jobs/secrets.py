@@ -58,3 +58,16 @@ def reveal(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[st
             out[param.name] = secret
     return out
 
+
+def forget(value: Any, engine: Engine) -> bool:
+    """Delete the keyring entry behind a reference :func:`stash` made; True if it was one.
+
+    Anything else (plain text, a reference to one of Settings' own secrets) is left
+    alone.  Raises SecretStoreError when the keyring refuses.
+    """
+    from swifty_desktop.settings import Settings
+
+    if not is_ref(value) or not value.startswith(REF_PREFIX + "job-param."):
+        return False
+    Settings(engine).set_secret(value[len(REF_PREFIX):], None)
+    return True

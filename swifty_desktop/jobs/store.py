@@ -230,6 +230,25 @@ def engine_process_alive(pid: int, since: float | None) -> bool:
     return started is None or since is None or started <= since + 2.0
 
 
+def engine_gone(engine_id: str | None, lease_until: float | None, started_at: float | None,
+                now: float) -> str | None:
+    """Why the engine that runs a job is gone (a phrase), or None while it lives.
+
+    An engine of this machine lives as long as its process does: its lease is not
+    trusted, because a busy or suspended engine may renew it late and must not
+    have its jobs run twice.  An engine elsewhere is gone when its lease expired.
+    """
+    parts = (engine_id or "").split(":")
+    if len(parts) >= 2 and parts[0] == socket.gethostname() and parts[1].isdigit():
+        pid = int(parts[1])
+        if pid == os.getpid() or engine_process_alive(pid, started_at):
+            return None
+        return f"its engine process (pid {pid}) is no longer running"
+    if lease_until is None or lease_until < now:
+        return "its engine (on another computer) stopped renewing its lease"
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this machine."""
     if pid <= 0:
@@ -600,6 +619,34 @@ class JobStore:
             )
         return bool(res.rowcount)
 
+    def cancel_orphaned(self, job_id: int) -> bool:
+        """Cancel a ``running`` job whose engine is gone (nothing runs it any more).
+
+        Returns False when the job is not running, or its engine is alive.
+        """
+        with self.write_lock, write_transaction(self.engine) as conn:
+            row = conn.execute(
+                select(jobs.c.engine_id, jobs.c.lease_until, jobs.c.started_at)
+                .where(jobs.c.id == job_id).where(jobs.c.status == JobStatus.RUNNING.value)
+            ).first()
+            if row is None:
+                return False
+            now = _now()
+            why = engine_gone(row[0], row[1], row[2], now)
+            if why is None:
+                return False
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id)
+                .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now,
+                        lease_until=None, message=f"Cancelled; it was not running any more "
+                                                  f"({why})"))
+        return True
+
+    def kinds_in_history(self) -> list[str]:
+        """Every kind that has a job in the table (old kinds included)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(jobs.c.kind).distinct()).scalars())
+
     def request_cancel(self, job_id: int) -> bool:
         """Ask the engine that runs this job to cancel it (works across processes)."""
         with self._write() as conn:
@@ -654,7 +701,6 @@ class JobStore:
         An engine is gone when its lease expired, or when it ran on this machine and
         its process no longer exists.  Runs at start-up and periodically.
         """
-        host = socket.gethostname()
         now = _now()
         with self.engine.connect() as conn:
             running = conn.execute(
@@ -666,18 +712,9 @@ class JobStore:
         for job_id, kind, engine_id, lease_until, started_at in running:
             if engine_id == own_engine_id:
                 continue
-            parts = (engine_id or "").split(":")
-            if len(parts) >= 2 and parts[0] == host and parts[1].isdigit():
-                # an engine of this machine: its process tells, not its lease (a busy
-                # or suspended engine may be late renewing, and must not run a job twice)
-                pid = int(parts[1])
-                if pid == os.getpid() or engine_process_alive(pid, started_at):
-                    continue
-                dead[job_id] = (f"its engine process (pid {pid}) is no longer running",
-                                engine_id, kind)
-            elif lease_until is None or lease_until < now:
-                dead[job_id] = ("its engine (on another computer) stopped renewing its lease",
-                                engine_id, kind)
+            why = engine_gone(engine_id, lease_until, started_at, now)
+            if why is not None:
+                dead[job_id] = (why, engine_id, kind)
         if not dead:
             return []
         from swifty_desktop.tasks import registry

@@ -18,6 +18,7 @@ so no orphan keeps writing.  Nothing here imports Qt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -147,7 +148,9 @@ class WorkerContext:
         """
         p = Path(name)
         chosen = p.is_absolute()
-        final = p if chosen else unique_path(self.data_dir / "outputs" / p.name)
+        # a relative name keeps its folders, inside outputs/ (never above it)
+        inside = Path(*[part for part in p.parts if part not in ("", ".", "..")] or ["output"])
+        final = p if chosen else unique_path(self.data_dir / "outputs" / inside)
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = temp_path_for(final, self.job_id)
         if primary is None:
@@ -199,15 +202,24 @@ def _promote(ctx: WorkerContext, result: Any) -> tuple[Any, str | None]:
     """Rename every output into place; return the result with final paths, and the primary."""
     mapping: dict[str, str] = {}
     primary: str | None = None
-    for temp, final, is_primary, chosen in ctx.outputs:
-        if not temp.exists():
-            continue
-        if not chosen:  # never overwrite a file of ours; a path the user chose is replaced
-            final = unique_path(final)
-        os.replace(temp, final)
-        mapping[str(temp)] = str(final)
-        if is_primary and primary is None:
-            primary = str(final)
+    done: list[tuple[Path, Path]] = []
+    try:
+        for temp, final, is_primary, chosen in ctx.outputs:
+            if not temp.exists():
+                continue
+            if not chosen:  # never overwrite a file of ours; a path the user chose is replaced
+                final = unique_path(final)
+            os.replace(temp, final)
+            done.append((temp, final))
+            mapping[str(temp)] = str(final)
+            if is_primary and primary is None:
+                primary = str(final)
+    except OSError:
+        # all outputs or none: a job that fails here must not leave some in place
+        for temp, final in reversed(done):
+            with contextlib.suppress(OSError):
+                os.replace(final, temp)
+        raise
     return _replace_paths(result, mapping), primary
 
 
@@ -234,9 +246,10 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
         result, primary = _promote(ctx, result)
         json.dumps(result)  # a result must be JSON; fail here rather than in the engine
         return {"status": "completed", "result": result, "output_path": primary}
-    except JobCancelled:
+    except JobCancelled as exc:
         _remove_temps(ctx)
-        return {"status": "cancelled"}
+        note = str(exc)  # a task may say what it kept ("12,000 rows stay imported...")
+        return {"status": "cancelled", **({"message": note} if note != "cancelled" else {})}
     except BaseException as exc:  # the job body's failure, reported, never raised
         _remove_temps(ctx)
         transient = isinstance(exc, TransientError)
