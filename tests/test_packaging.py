@@ -178,17 +178,17 @@ def test_the_wheel_installs_into_a_fresh_venv_and_passes_its_self_test(tmp_path:
                       "['purelib'])"], timeout=60).stdout.strip())
     installed = site / "swifty_desktop"
     assert (installed / "_ui" / "main_window.ui").is_file()
+
+    elsewhere = tmp_path / "elsewhere"  # the cwd must not put the repository on sys.path
+    elsewhere.mkdir()
     # what the installed package declares is what the import check above compared with
     requires = json.loads(_run([str(python), "-c", "import importlib.metadata as m, json; "
                                 "print(json.dumps(m.requires('swifty-desktop')))"],
-                               timeout=60, env=_clean_env()).stdout)
+                               timeout=60, env=_clean_env(), cwd=elsewhere).stdout)
     from packaging.requirements import Requirement
 
     runtime = sorted(str(Requirement(r)) for r in requires if "extra ==" not in r)
     assert runtime == sorted(str(Requirement(d)) for d in _pyproject()["project"]["dependencies"])
-
-    elsewhere = tmp_path / "elsewhere"  # the cwd must not put the repository on sys.path
-    elsewhere.mkdir()
     data = tmp_path / "data"
     result = subprocess.run([str(venv / "bin" / "swifty-desktop"), "--data-dir", str(data),
                              "--self-test"], cwd=elsewhere, env=_clean_env(),
