@@ -68,7 +68,9 @@ class BenchContext:
         from swifty_desktop.jobs.store import JobStore
         from swifty_desktop.jobs.worker import WorkerContext
 
-        job_id = JobStore(engine).insert(kind, "bench", {}, Trigger.cli("bench"))
+        store = JobStore(engine)
+        job_id = store.insert(kind, "bench", {}, Trigger.cli("bench"))
+        store.claim([job_id], "bench", lease_s=3600)  # running, as checkpoints require
         self._parent, child = multiprocessing.Pipe()
         self.ctx = WorkerContext(child, multiprocessing.RawValue("q", 0), {
             "id": job_id, "kind": kind, "data_dir": str(data_dir.root),

@@ -510,3 +510,20 @@ def test_outputs_are_all_promoted_or_none(tmp_path) -> None:
         _promote(ctx, {})
     assert not (tmp_path / "outputs" / "a.txt").exists()
     assert first.exists()  # back under its temporary name, for the cleanup to remove
+
+
+def test_a_checkpoint_is_refused_once_the_job_is_no_longer_ours(make_manager, qtbot) -> None:
+    """Checkpoints are fenced by the engine that runs the job: a body whose job was
+    taken over cannot save (nor, with it, apply) work."""
+    manager = make_manager(heartbeat_s=30)  # the heartbeat must not stop it first
+    job_id = manager.submit("sleep", {"seconds": 30, "checkpoints": True})
+    wait_until(qtbot, lambda: (manager.store.get(job_id).checkpoint or {}).get("step", 0) >= 2)
+    with manager.store.engine.begin() as conn:  # another engine's recovery took it
+        conn.exec_driver_sql("UPDATE jobs SET engine_id = 'elsewhere:1:app:x' WHERE id = ?",
+                             (job_id,))
+    step = manager.store.get(job_id).checkpoint["step"]
+    wait_until(qtbot, lambda: not manager.running_ids(), timeout=10,
+               message="the body to stop at its next checkpoint")
+    job = manager.store.get(job_id)
+    assert job.checkpoint["step"] == step and job.engine_id == "elsewhere:1:app:x"
+    assert job.status is JobStatus.RUNNING  # our outcome did not overwrite the new owner's

@@ -302,7 +302,8 @@ class JobRunner(QRunnable):
                 conn.send({"job": {
                     "id": job.id, "kind": job.kind, "params": job.params,
                     "attempt": job.attempt, "checkpoint": job.checkpoint,
-                    "data_dir": svc.data_dir, "db_url": svc.db_url}})
+                    "data_dir": svc.data_dir, "db_url": svc.db_url,
+                    "engine_id": svc.dispatcher.engine_id}})
             except (OSError, ValueError):
                 pending.insert(0, job)
                 return False

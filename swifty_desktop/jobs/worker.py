@@ -66,6 +66,7 @@ class WorkerContext:
         self.data_dir = Path(job["data_dir"])
         self.resume_state: Any = job.get("checkpoint")
         self._db_url: str = str(job["db_url"])
+        self._engine_id: str | None = job.get("engine_id")
         self._last_progress = 0.0
         self._pending_progress: tuple[float | None, str] | None = None
         self.outputs: list[tuple[Path, Path, bool, bool]] = []  # temp, final, primary, chosen
@@ -124,15 +125,23 @@ class WorkerContext:
         """
         from sqlalchemy import text
 
-        stmt = text("UPDATE jobs SET checkpoint = :cp WHERE id = :id")
-        args = {"cp": json.dumps(state), "id": self.job_id}
+        # fenced: only while the job is still running in the engine that sent it here.
+        # If another engine took it over, the write (and, with ``conn``, the work saved
+        # with it) is refused and rolled back, so the work is never applied twice.
+        stmt = text("UPDATE jobs SET checkpoint = :cp WHERE id = :id AND status = 'running'"
+                    " AND (engine_id = :eid OR :eid IS NULL)")
+        args = {"cp": json.dumps(state), "id": self.job_id, "eid": self._engine_id}
         if conn is not None:
-            conn.execute(stmt, args)
+            taken = conn.execute(stmt, args).rowcount
         else:
             from swifty_desktop.db.engine import write_transaction
 
             with write_transaction(self.engine()) as own:
-                own.execute(stmt, args)
+                taken = own.execute(stmt, args).rowcount
+        if not taken:
+            from swifty_desktop.tasks.base import JobCancelled
+
+            raise JobCancelled("this job is no longer running in this engine; stopping")
         self.resume_state = state
 
     # -- outputs ---------------------------------------------------------------
