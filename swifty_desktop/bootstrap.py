@@ -6,6 +6,7 @@ paths -> logging (one file per role) -> database and migrations.  Each step rais
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -68,7 +69,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         self._opened: tuple[int, int] | None = None
         self._rotating = False
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
         info = os.fstat(stream.fileno())
         self._opened = (info.st_dev, info.st_ino)
