@@ -268,13 +268,23 @@ class MailServer:
     ``"data"``, ``"store_then_drop"`` (keep the message, then close without the
     250: the ambiguous case).  ``drop_mail`` holds the numbers (1-based, counted
     over the server's life) of MAIL commands to answer by closing the connection.
+
+    ``auth_reply`` answers every AUTH with that reply (e.g. ``"454 4.7.0 …"``);
+    ``greeting`` replaces the ``220`` greeting (e.g. ``"554 5.7.1 …"``); ``tls`` is
+    ``(mode, cert file, key file)`` with mode ``"starttls"`` (required before MAIL)
+    or ``"ssl"`` (TLS from the first byte).
     """
 
     def __init__(self, port: int | None = None, *, auth: tuple[str, str] | None = None,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, auth_reply: str | None = None,
+                 greeting: str | None = None, tls: tuple[str, Any, Any] | None = None) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.auth = auth
+        self.auth_reply = auth_reply
+        self.greeting = greeting
+        self.tls = tls
+        self.tls_sessions = 0  # MAIL commands that arrived over TLS
         self.delay = delay
         self.script: dict[tuple[str, str], list[str]] = defaultdict(list)
         self.drop_mail: set[int] = set()
@@ -295,6 +305,9 @@ class MailServer:
             return "421 gone"  # never reaches the client
         if self.auth is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        if server.transport.get_extra_info("sslcontext") is not None:
+            with self._lock:
+                self.tls_sessions += 1
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -339,21 +352,50 @@ class MailServer:
                       auth_data: Any) -> Any:
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
+        if self.auth_reply:
+            return AuthResult(success=False, handled=False, message=self.auth_reply)
         ok = (isinstance(auth_data, LoginPassword) and self.auth is not None and
               (auth_data.login.decode(), auth_data.password.decode()) == self.auth)
         if ok:
             self.logins.append(auth_data.login.decode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     # control -----------------------------------------------------------------------
     def start(self) -> MailServer:
         from aiosmtpd.controller import Controller
 
         kwargs: dict[str, Any] = {}
-        if self.auth is not None:
+        if self.auth is not None or self.auth_reply:
             # (aiosmtpd warns about auth_required without TLS; MAIL enforces it instead)
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
-        self._controller = Controller(self, hostname=self.host, port=self.port, **kwargs)
+        if self.tls is not None:
+            import ssl
+
+            mode, cert, key = self.tls
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(cert), str(key))
+            if mode == "ssl":
+                kwargs["ssl_context"] = context
+            else:
+                kwargs.update(tls_context=context, require_starttls=True)
+        greeting = self.greeting
+
+        class _Controller(Controller):
+            def factory(self) -> Any:
+                from aiosmtpd.smtp import SMTP
+
+                class _SMTP(SMTP):
+                    _greeted = False
+
+                    async def push(self, status: Any) -> None:
+                        if greeting and not self._greeted and str(status).startswith("220 "):
+                            self._greeted = True
+                            status = greeting
+                        await super().push(status)
+
+                return _SMTP(self.handler, **self.SMTP_kwargs)
+
+        self._controller = _Controller(self, hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         return self
 
@@ -376,6 +418,237 @@ class MailServer:
                 for r in m["to"]:
                     counts[r] += 1
         return dict(counts)
+
+
+def self_signed_cert(folder: Any, host: str = "127.0.0.1") -> tuple[Any, Any]:
+    """A self-signed certificate (its own CA) for ``host``; (cert file, key file).
+
+    Put the cert file in ``SSL_CERT_FILE`` to make a process trust it.
+    """
+    import datetime as dt
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = Path(folder)
+    cert_file, key_file = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+class SmtpProxy:
+    """A TCP proxy on loopback in front of a :class:`MailServer` that breaks the
+    transfer of one message on cue — the network faults aiosmtpd cannot script,
+    because its hooks run only once a whole message has arrived.
+
+    ``fault(recipient, mode)`` arms one fault for the next message to ``recipient``:
+
+    * ``"reset_body"``: once the first bytes of the message are through, reset the
+      client's connection and close the server's (the server never sees the final
+      dot, so it discards the message);
+    * ``"stall_body"``: pass the first bytes of the message, then stop reading from
+      the client (a big message leaves the client blocked mid-body) until
+      :meth:`release` of that recipient;
+    * ``"reset_after_dot"``: pass the whole message with its final dot (the server
+      keeps it), then reset the client's connection before the server's answer;
+    * ``"hold_after_dot"``: the same, but hold the answer until :meth:`release`.
+
+    ``events`` records ``(recipient, what)``: ``"body"``, ``"stalled"``,
+    ``"reset"``, ``"dot"``, ``"held"``.  Plain SMTP only (no STARTTLS through it).
+    """
+
+    def __init__(self, upstream: MailServer) -> None:
+        self.upstream = upstream
+        self.host = "127.0.0.1"
+        self._listener = socket.socket()
+        # a small receive window: a stalled client fills it at once and blocks
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._listener.bind((self.host, 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self.events: list[tuple[str, str]] = []
+        self._faults: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._released: dict[str, threading.Event] = defaultdict(threading.Event)
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+
+    def fault(self, recipient: str, mode: str) -> None:
+        assert mode in ("reset_body", "stall_body", "reset_after_dot", "hold_after_dot"), mode
+        with self._lock:
+            self._faults[recipient] = mode
+
+    def seen(self, recipient: str, what: str) -> bool:
+        with self._lock:
+            return (recipient, what) in self.events
+
+    def release(self, recipient: str) -> None:
+        """End the stalled or held connection of ``recipient`` (closing both sides)."""
+        with self._lock:
+            event = self._released[recipient]
+        event.set()
+
+    def _wait_release(self, recipient: str) -> None:
+        with self._lock:
+            event = self._released[recipient]
+        event.wait()
+
+    def start(self) -> SmtpProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            events = list(self._released.values())
+        for event in events:
+            event.set()
+        self._listener.close()
+        for sock in list(self._sockets):
+            _close(sock)
+
+    def __enter__(self) -> SmtpProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _event(self, recipient: str, what: str) -> None:
+        with self._lock:
+            self.events.append((recipient, what))
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection((self.upstream.host, self.upstream.port), 5)
+                server.settimeout(None)
+            except OSError:
+                _close(client)
+                continue
+            self._sockets += [client, server]
+            link = {"phase": "cmd", "rcpt": "", "want_354": False, "mode": None,
+                    "after_dot": False}
+            threading.Thread(target=self._client_to_server, args=(client, server, link),
+                             daemon=True).start()
+            threading.Thread(target=self._server_to_client, args=(client, server, link),
+                             daemon=True).start()
+
+    def _client_to_server(self, client: socket.socket, server: socket.socket,
+                          link: dict[str, Any]) -> None:
+        pending = b""  # command bytes not yet split into lines
+        tail = b""  # the last bytes of the message, to find <CRLF>.<CRLF> across reads
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if link["phase"] == "cmd":
+                    pending += data
+                    while b"\r\n" in pending:
+                        line, pending = pending.split(b"\r\n", 1)
+                        upper = line.upper()
+                        if upper.startswith(b"RCPT TO:"):
+                            link["rcpt"] = line[8:].strip().strip(b"<>").decode()
+                        elif upper.strip() == b"DATA":
+                            link["want_354"] = True
+                    server.sendall(data)
+                    continue
+                rcpt, mode = link["rcpt"], link["mode"]
+                if mode in ("reset_body", "stall_body") and not link.get("body_seen"):
+                    link["body_seen"] = True
+                    self._event(rcpt, "body")
+                    if mode == "reset_body":
+                        server.sendall(data[: len(data) // 2])
+                        self._event(rcpt, "reset")
+                        _reset(client)
+                        _close(server)
+                        return
+                    server.sendall(data)
+                    self._event(rcpt, "stalled")
+                    self._wait_release(rcpt)
+                    _close(client)
+                    _close(server)
+                    return
+                tail = (tail + data)[-5:]
+                server.sendall(data)
+                if tail == b"\r\n.\r\n" or (tail.endswith(b"\r\n.\r\n")):
+                    link["phase"] = "cmd"
+                    if mode in ("reset_after_dot", "hold_after_dot"):
+                        link["after_dot"] = True
+                    self._event(rcpt, "dot")
+                    tail = b""
+        except OSError:
+            pass
+        _close(server)
+
+    def _server_to_client(self, client: socket.socket, server: socket.socket,
+                          link: dict[str, Any]) -> None:
+        try:
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                if link["after_dot"]:  # the server's answer to the final dot
+                    link["after_dot"] = False
+                    rcpt = link["rcpt"]
+                    if link["mode"] == "hold_after_dot":
+                        self._event(rcpt, "held")
+                        self._wait_release(rcpt)
+                        _close(client)
+                    else:
+                        self._event(rcpt, "reset")
+                        _reset(client)
+                    _close(server)
+                    return
+                if link["want_354"] and data.startswith(b"354"):
+                    link["want_354"] = False
+                    with self._lock:
+                        link["mode"] = self._faults.pop(link["rcpt"], None)
+                    link["body_seen"] = False
+                    link["phase"] = "data"  # before the client can answer the 354
+                client.sendall(data)
+        except OSError:
+            pass
+        _close(client)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP RST (the peer's next read or write fails at once)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 from helpers import wait_for  # noqa: E402,F401  (re-exported for the tests that use it)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_final
-from loopback import StaticServer
+from conftest import wait_final, wait_until
+from loopback import StaticServer, make_due
 from sqlalchemy import select
 
 from swifty_desktop.db.models import ExchangeRate
@@ -90,6 +91,72 @@ def test_a_feed_in_another_format_fails_saying_what_was_received(make_manager, q
         for job in (html, as_json, rss, missing):
             assert len(manager.store.chain(job.id)) == 1  # permanent: not retried
         assert rates(db) == {}
+
+
+def next_attempt(qtbot: Any, manager: Any, job_id: int) -> int:
+    """The automatic retry the engine queues right after a transient failure."""
+    return int(wait_until(qtbot, lambda: manager.store.get(job_id).superseded_by, 10,
+                          f"an automatic retry of job #{job_id}"))
+
+
+@pytest.mark.parametrize("fault", ["503", "stall:1.5"], ids=["503", "read-timeout"])
+def test_a_503_or_a_read_timeout_is_transient_and_the_engine_retry_completes(
+        make_manager, qtbot, db, fault) -> None:
+    path = "/eurofxref-daily.xml"
+    with StaticServer({path: (200, "text/xml", DAILY)}) as server:
+        server.fail(path, *[fault] * 4)  # the first try and urllib3's 3 retries
+        manager = make_manager()
+        first = wait_final(qtbot, manager, manager.submit(
+            "exchange_rates", {"url": server.base_url + path, "timeout": 0.5}))
+        assert first.status is JobStatus.FAILED and first.error.transient, first.error
+        reason = "HTTP 503" if fault == "503" else "no answer within the read timeout"
+        assert reason in first.error.message and "retry automatically" in first.error.message
+        assert [what for _, _, what in server.log] == [fault] * 4
+        assert rates(db) == {}
+        retry = manager.store.get(next_attempt(qtbot, manager, first.id))
+        assert retry.trigger.automatic and retry.not_before > time.time()
+        make_due(db, retry.id)
+        done = wait_final(qtbot, manager, retry.id)
+        assert done.status is JobStatus.COMPLETED, done.error
+        assert done.result["inserted"] == 30 and len(rates(db)) == 30
+
+
+def test_a_retry_after_above_the_cap_delays_the_engine_retry(make_manager, qtbot, db) -> None:
+    from swifty_desktop.integrations.http import RETRY_AFTER_MAX_S
+
+    path = "/eurofxref-daily.xml"
+    wait = RETRY_AFTER_MAX_S * 20
+    with StaticServer({path: (200, "text/xml", DAILY)}) as server:
+        server.fail(path, f"503:{wait}")
+        manager = make_manager()
+        started = time.monotonic()
+        first = wait_final(qtbot, manager, manager.submit(
+            "exchange_rates", {"url": server.base_url + path}), timeout=20)
+        assert time.monotonic() - started < 15  # nobody slept through it
+        assert first.status is JobStatus.FAILED and first.error.transient
+        assert f"wait {wait} s" in first.error.message
+        assert len(server.log) == 1  # no request-level retry either
+        retry = manager.store.get(next_attempt(qtbot, manager, first.id))
+        assert retry.not_before >= time.time() + wait - 30
+
+
+def test_storing_a_day_another_engine_stored_meanwhile_updates_instead_of_failing(db) -> None:
+    """Two engines read "not stored yet", the other one writes first: no unique-key error."""
+    from swifty_desktop.tasks.exchange_rates import _plan_rates, _write_rates
+
+    day = dt.date(2024, 5, 3)
+    counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+    with db.connect() as mine:
+        planned = _plan_rates(mine, {day: {"USD": 1.0745, "GBP": 0.85788}}, counts)
+        mine.rollback()
+        assert counts["inserted"] == 2
+        with db.begin() as other:  # the other engine stores the day (one rate differs)
+            other_counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+            _write_rates(other, _plan_rates(other, {day: {"USD": 1.07, "GBP": 0.85788}},
+                                            other_counts))
+        with mine.begin():
+            _write_rates(mine, planned)  # a plain INSERT would raise IntegrityError here
+    assert rates(db) == {(day, "USD"): 1.0745, (day, "GBP"): 0.85788}
 
 
 def test_parser_reads_histories_and_refuses_bad_values() -> None:

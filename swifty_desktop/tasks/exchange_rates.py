@@ -111,30 +111,67 @@ def exchange_rates(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
 def _store(conn: Any, days: Mapping[dt.date, Mapping[str, float]], counts: dict[str, int]
            ) -> None:
-    from sqlalchemy import insert, select, update
+    """Store the rates: new days and corrected rates are written, the rest left alone."""
+    _write_rates(conn, _plan_rates(conn, days, counts))
+
+
+def _plan_rates(conn: Any, days: Mapping[dt.date, Mapping[str, float]],
+                counts: dict[str, int]) -> list[dict[str, Any]]:
+    """The rows to write (new or corrected), counting them into ``counts``."""
+    from sqlalchemy import select
 
     from swifty_desktop.db.models import ExchangeRate
 
     table = cast("Table", ExchangeRate.__table__)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     existing = {
-        (r.rate_date, r.currency): (r.id, r.rate) for r in conn.execute(
-            select(table.c.id, table.c.rate_date, table.c.currency, table.c.rate)
+        (r.rate_date, r.currency): r.rate for r in conn.execute(
+            select(table.c.rate_date, table.c.currency, table.c.rate)
             .where(table.c.rate_date.in_(list(days))))
     }
-    new_rows = []
+    rows = []
     for day, rates in sorted(days.items()):
         for currency, rate in sorted(rates.items()):
             old = existing.get((day, currency))
-            if old is None:
-                new_rows.append({"rate_date": day, "currency": currency, "rate": rate,
-                                 "fetched_at": now})
-            elif abs(old[1] - rate) > 1e-12:
-                conn.execute(update(table).where(table.c.id == old[0])
-                             .values(rate=rate, fetched_at=now))
-                counts["updated"] += 1
-            else:
+            if old is not None and abs(old - rate) <= 1e-12:
                 counts["unchanged"] += 1
-    if new_rows:
-        conn.execute(insert(table), new_rows)
-        counts["inserted"] += len(new_rows)
+                continue
+            counts["inserted" if old is None else "updated"] += 1
+            rows.append({"rate_date": day, "currency": currency, "rate": rate,
+                         "fetched_at": now})
+    return rows
+
+
+def _write_rates(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert or update by (day, currency); another engine's rows of that day are fine.
+
+    Between reading what is stored and writing, another engine (or an app on
+    another database server) may have stored the same day: the write must update
+    those rows, not fail on the unique key.
+    """
+    from swifty_desktop.db.models import ExchangeRate
+
+    table = cast("Table", ExchangeRate.__table__)
+    upsert(conn, table, rows, keys=("rate_date", "currency"), update=("rate", "fetched_at"))
+
+
+def upsert(conn: Any, table: Table, rows: list[dict[str, Any]], *, keys: tuple[str, ...],
+           update: tuple[str, ...]) -> None:
+    """``INSERT .. ON CONFLICT (keys) DO UPDATE SET update`` for SQLite and PostgreSQL.
+
+    The one place that knows the dialects' spelling; both support it natively.
+    """
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:  # pragma: no cover - no other database is supported
+        raise NotImplementedError(f"no INSERT .. ON CONFLICT for the {name} database")
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c: stmt.excluded[c] for c in update})
+    conn.execute(stmt, rows)
