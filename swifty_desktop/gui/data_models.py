@@ -3,14 +3,16 @@
 A paged table model: the first 200 rows load at once, more as the view scrolls
 (``fetchMore``), sorting and searching happen in the database (indexed columns),
 so tens of thousands of rows open and scroll smoothly without a big query on the
-GUI thread.
+GUI thread.  When a job changed a table, :meth:`SqlTableModel.refresh` re-reads
+the rows already loaded in place, so the view keeps its scroll position and
+selection (rows are matched by their primary key).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
@@ -19,6 +21,30 @@ from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.sql import ColumnElement, Select
 
 from swifty_desktop.db.models import Customer, Order, Product
+from swifty_desktop.tasks import registry
+
+_ROOT = QModelIndex()
+# how many loaded rows a refresh re-reads in place; beyond it, back to the first page
+MAX_REFRESH_ROWS = 5000
+# which tabs a completed job of a kind changes, for kinds that do not declare it
+# themselves (a ``tables`` attribute on the kind); the Orders tab shows customer names
+_KIND_TABLES: dict[str, tuple[str, ...]] = {
+    "catalog_sync": ("products",),
+    "archive": ("orders",),
+    "demo_seed": ("products", "customers", "orders"),
+}
+
+
+def tables_changed_by(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The data tabs (products, customers, orders) a completed job of ``kind`` changed."""
+    spec = registry().get(kind)
+    declared = getattr(spec, "tables", None)
+    if declared is not None:
+        return tuple(declared)
+    if kind == "import_csv":
+        table = str(params.get("table") or "products")
+        return (table, "orders") if table == "customers" else (table,)
+    return _KIND_TABLES.get(kind, ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +86,11 @@ PRODUCTS = TableSpec(
     columns=(
         Column("SKU", Product.sku, width=110), Column("Name", Product.name, width=280),
         Column("Category", Product.category, width=140),
-        Column("Price", Product.price_cents, _money, True, 90), Column("Currency", Product.currency, width=70),
+        Column("Price", Product.price_cents, _money, True, 90),
+        Column("Currency", Product.currency, width=70),
         Column("Stock", Product.stock, lambda v: f"{v:,}", True, 70),
-        Column("Supplier", Product.supplier, width=160), Column("Status", Product.status, width=100),
+        Column("Supplier", Product.supplier, width=160),
+        Column("Status", Product.status, width=100),
         Column("Updated", Product.updated_at, _date, width=130),
     ),
     base=lambda: select(Product.sku, Product.name, Product.category, Product.price_cents,
@@ -91,9 +119,11 @@ CUSTOMERS = TableSpec(
 ORDERS = TableSpec(
     name="orders",
     columns=(
-        Column("Order", Order.number, width=120), Column("Date", Order.order_date, _date, width=100),
+        Column("Order", Order.number, width=120),
+        Column("Date", Order.order_date, _date, width=100),
         Column("Customer", Customer.name, width=260), Column("Status", Order.status, width=100),
-        Column("Total", Order.total_cents, _money, True, 110), Column("Currency", Order.currency, width=70),
+        Column("Total", Order.total_cents, _money, True, 110),
+        Column("Currency", Order.currency, width=70),
     ),
     base=lambda: select(Order.number, Order.order_date, Customer.name, Order.status,
                         Order.total_cents, Order.currency).join(
@@ -138,19 +168,24 @@ class SqlTableModel(QAbstractTableModel):
             clauses.append(extra)
         return and_(*clauses) if clauses else None
 
-    def _query(self, offset: int) -> Select[Any]:
-        stmt = self.spec.base()
+    def _query(self, offset: int, limit: int) -> Select[Any]:
+        # the key rides along after the shown columns: it matches rows across refreshes
+        stmt = self.spec.base().add_columns(self.spec.key)
         where = self._where()
         if where is not None:
             stmt = stmt.where(where)
         col = self.spec.columns[self.sort_column].expr
         direction = col.asc() if self.sort_order == Qt.SortOrder.AscendingOrder else col.desc()
-        return stmt.order_by(direction, self.spec.key).limit(self.page).offset(offset)
+        return stmt.order_by(direction, self.spec.key).limit(limit).offset(offset)
+
+    def _fetch(self, offset: int, limit: int) -> list[Sequence[Any]]:
+        with self.engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(self._query(offset, limit))]
+        self._exhausted = len(rows) < limit
+        return rows
 
     def _load(self, first: bool = False) -> list[Sequence[Any]]:
-        with self.engine.connect() as conn:
-            rows = [tuple(r) for r in conn.execute(self._query(0 if first else len(self._rows)))]
-        self._exhausted = len(rows) < self.page
+        rows = self._fetch(0 if first else len(self._rows), self.page)
         if first:
             self._rows = rows
             self._total = None
@@ -168,34 +203,67 @@ class SqlTableModel(QAbstractTableModel):
                 self._total = int(conn.execute(stmt).scalar_one())
         return self._total
 
-    def refresh(self) -> None:
-        """Reload from the first page (data changed in bulk: an import, a sync)."""
+    def reset(self) -> None:
+        """Start again from the first page (a new search, filter or sort order)."""
         self.beginResetModel()
         self._load(first=True)
         self.endResetModel()
         self.countChanged.emit()
 
+    def refresh(self) -> None:
+        """Re-read the rows loaded so far after the data changed (an import, a sync).
+
+        Rows keep their place where they still exist, so the view keeps its scroll
+        position and selection; rows that are gone leave the selection.
+        """
+        loaded = len(self._rows)
+        if loaded > MAX_REFRESH_ROWS:
+            self.reset()  # re-reading that much would stall the window
+            return
+        rows = self._fetch(0, max(self.page, loaded))
+        self._total = None
+        if len(rows) < loaded:  # fewer rows now: the tail goes
+            self.beginRemoveRows(_ROOT, len(rows), loaded - 1)
+            del self._rows[len(rows):]
+            self.endRemoveRows()
+        kept = len(self._rows)
+        self.layoutAboutToBeChanged.emit()
+        where = {row[-1]: i for i, row in enumerate(rows[:kept])}
+        old = self.persistentIndexList()
+        new = []
+        for index in old:
+            row = where.get(self._rows[index.row()][-1]) if index.row() < kept else None
+            new.append(_ROOT if row is None else self.index(row, index.column()))
+        self._rows[:kept] = rows[:kept]
+        self.changePersistentIndexList(old, new)
+        self.layoutChanged.emit()
+        if len(rows) > kept:  # more rows now (e.g. the table was empty)
+            self.beginInsertRows(_ROOT, kept, len(rows) - 1)
+            self._rows.extend(rows[kept:])
+            self.endInsertRows()
+        self.countChanged.emit()
+
     def set_search(self, text: str) -> None:
         if text != self.search_text:
             self.search_text = text
-            self.refresh()
+            self.reset()
 
     def set_flag(self, flag: bool) -> None:
         if flag != self.flag:
             self.flag = flag
-            self.refresh()
+            self.reset()
 
     # ------------------------------------------------------------- Qt model API
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self.spec.columns)
 
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> bool:
         return not parent.isValid() and not self._exhausted
 
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> None:
         if parent.isValid() or self._exhausted:
             return
         rows = self._load()
@@ -231,4 +299,4 @@ class SqlTableModel(QAbstractTableModel):
         if (column, order) == (self.sort_column, self.sort_order):
             return
         self.sort_column, self.sort_order = column, order
-        self.refresh()
+        self.reset()

@@ -67,6 +67,57 @@ class PathField(QWidget):
         self.edit.setText(text)
 
 
+class SecretField(QWidget):
+    """A password field that never shows the stored secret.
+
+    Empty with a placeholder saying whether a secret is stored; typing replaces it,
+    "Remove" deletes it when the dialog is saved.  :attr:`change` tells the dialog
+    what to do: ``None`` (keep), ``""`` (remove) or the new secret.
+    """
+
+    STORED = "Stored in the keyring — type to replace it"
+    NOT_SET = "Not set"
+    REMOVING = "Will be removed from the keyring when you save"
+
+    def __init__(self, stored: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit(self)
+        self.edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.edit.setPlaceholderText(self.STORED if stored else self.NOT_SET)
+        self.removeButton = QPushButton(icon("delete"), "Remove", self)
+        self.removeButton.setToolTip("Delete the stored secret from the keyring on Save")
+        self.removeButton.setEnabled(stored)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.removeButton)
+        self._stored = stored
+        self._remove = False
+        self.removeButton.clicked.connect(self.mark_removed)
+        self.edit.textEdited.connect(self._typed)
+
+    def mark_removed(self) -> None:
+        self.edit.clear()
+        self._remove = True
+        self.edit.setPlaceholderText(self.REMOVING)
+        self.removeButton.setEnabled(False)
+
+    def _typed(self, text: str) -> None:
+        if text and self._remove:
+            self._remove = False
+            self.removeButton.setEnabled(self._stored)
+            self.edit.setPlaceholderText(self.STORED if self._stored else self.NOT_SET)
+
+    @property
+    def change(self) -> str | None:
+        if self.edit.text():
+            return self.edit.text()
+        return "" if self._remove else None
+
+    def text(self) -> str:
+        return self.edit.text()
+
+
 def make_field(kind: str, value: Any, *, choices: Sequence[str] = (),
                minimum: float | None = None, maximum: float | None = None,
                path_mode: str = "open", file_filter: str = "", start_dir: str = "",
@@ -190,7 +241,11 @@ def _check_paths(params: Sequence[Param], values: Mapping[str, Any]) -> None:
 
 
 class SettingsDialog(QDialog):
-    """One page per declared settings group; secrets go to the OS keyring."""
+    """One page per declared settings group; secrets go to the OS keyring.
+
+    A stored secret is never read into the dialog: its field only says that one is
+    stored, and offers to replace or remove it.
+    """
 
     def __init__(self, store: settings_mod.Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -207,11 +262,15 @@ class SettingsDialog(QDialog):
                 intro.setWordWrap(True)
                 form.addRow(intro)
             for spec in group.specs:
-                kind = "str" if spec.type == "password" else spec.type
-                current = store.get(spec.key)
-                widget = make_field(kind, current if current is not None else spec.default,
-                                    choices=spec.choices, minimum=spec.minimum,
-                                    maximum=spec.maximum, password=spec.secret)
+                widget: QWidget
+                if spec.secret:
+                    widget = SecretField(bool(store.get_secret(spec.key)))
+                else:
+                    current = store.get(spec.key)
+                    widget = make_field(spec.type,
+                                        current if current is not None else spec.default,
+                                        choices=spec.choices, minimum=spec.minimum,
+                                        maximum=spec.maximum)
                 widget.setObjectName(f"setting_{spec.key}")
                 widget.setToolTip(spec.help)
                 label = QLabel(spec.label)
@@ -233,13 +292,13 @@ class SettingsDialog(QDialog):
 
     def accept(self) -> None:
         try:
-            for key, (spec, widget) in self.fields.items():
-                value = field_value(widget)
-                if spec.secret:
-                    if value:  # an empty password field keeps the stored secret
-                        self.store.set_secret(key, value)
+            for key, (_spec, widget) in self.fields.items():
+                if isinstance(widget, SecretField):
+                    change = widget.change  # None: keep the stored secret as it is
+                    if change is not None:
+                        self.store.set_secret(key, change or None)
                 else:
-                    self.store.set(key, value)
+                    self.store.set(key, field_value(widget))
         except settings_mod.SecretStoreError as exc:
             self.errorLabel.setText(str(exc))
             self.errorLabel.show()

@@ -66,16 +66,22 @@ def copy_error(job: JobRecord) -> None:
 
 
 def retry_jobs(manager: JobManager, jobs: Sequence[JobRecord]) -> tuple[list[int], list[str]]:
-    """Retry each retryable job; return (new ids, problems as sentences)."""
-    new_ids: list[int] = []
+    """Retry the retryable jobs in one transaction; return (new ids, problems as sentences).
+
+    A job that was retryable when shown but not any more (retried or removed
+    meanwhile, e.g. from another window or the CLI) is counted in the problems.
+    """
+    wanted = [job for job in jobs if can_retry(job)]
+    if not wanted:
+        return [], []
+    new_ids = manager.retry_many([job.id for job in wanted])
     problems: list[str] = []
-    for job in jobs:
-        if not can_retry(job):
-            continue
-        try:
-            new_ids.append(manager.retry(job.id))
-        except (JobStateError, JobNotFound) as exc:
-            problems.append(str(exc))
+    missed = len(wanted) - len(new_ids)
+    if missed:
+        problems.append(
+            f"{missed} of {len(wanted)} jobs {'were' if missed != 1 else 'was'} not retried: "
+            "already retried or removed meanwhile (perhaps from another window or the CLI). "
+            "The registry shows their current state.")
     return new_ids, problems
 
 

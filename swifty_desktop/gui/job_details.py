@@ -6,7 +6,7 @@ import json
 import time
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QDialog, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import QDialog, QMessageBox, QTableWidgetItem, QWidget
 
 from swifty_desktop.gui import job_actions
 from swifty_desktop.gui.registry_model import STATUS_COLORS, result_summary
@@ -18,7 +18,11 @@ ATTEMPT_COLUMNS = ("Job", "Attempt", "Started", "Finished", "Status", "Outcome")
 
 
 class JobDetailsDialog(QDialog):
-    """Everything about one job; follows the job live while it runs."""
+    """Everything about one job; follows the job live while it runs.
+
+    A job removed from history (before the dialog opened or while it is open) is
+    shown as such, with every action disabled, instead of failing.
+    """
 
     def __init__(self, manager: JobManager, job_id: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -39,22 +43,36 @@ class JobDetailsDialog(QDialog):
         self.copyErrorButton.clicked.connect(self._copy_error)
         self.retryButton.clicked.connect(self._retry)
         self.cancelJobButton.clicked.connect(self._cancel)
-        self.openButton.clicked.connect(lambda: job_actions.open_output(self.job))
-        self.folderButton.clicked.connect(lambda: job_actions.show_in_folder(self.job))
+        self.openButton.clicked.connect(lambda: self.job and job_actions.open_output(self.job))
+        self.folderButton.clicked.connect(
+            lambda: self.job and job_actions.show_in_folder(self.job))
         self.attemptsTable.cellDoubleClicked.connect(self._open_attempt)
         manager.jobLog.connect(self._on_log)
         manager.jobProgress.connect(self._on_progress)
         manager.jobChanged.connect(self._on_changed)
         self._refresh_timer = QTimer(self, singleShot=True, interval=100)
         self._refresh_timer.timeout.connect(self.refresh)
-        self.job: JobRecord = manager.job(job_id)
+        self.job: JobRecord | None = None
         self.refresh()
-        if self.job.error is not None and self.job.status is not JobStatus.COMPLETED:
+        if self.job is not None and self.job.error is not None and \
+                self.job.status is not JobStatus.COMPLETED:
             self.tabs.setCurrentWidget(self.errorTab)
+
+    @property
+    def removed(self) -> bool:
+        """True when the job is no longer in the history."""
+        return self.job is None
 
     @Slot()
     def refresh(self) -> None:
-        job = self.job = self.manager.job(self.job_id)
+        """Re-read the job (and its attempts and log) and show it."""
+        try:
+            job = self.job = self.manager.job(self.job_id)
+        except LookupError:
+            self.job = None
+            self._show_removed()
+            return
+        self.tabs.setEnabled(True)
         self.setWindowTitle(f"Job #{job.id}: {job.title}")
         self.statusIcon.setPixmap(icon(f"status-{job.status.value}").pixmap(32, 32))
         self.titleLabel.setText(f"<b style='font-size: 14pt'>{_esc(job.title)}</b>")
@@ -97,6 +115,21 @@ class JobDetailsDialog(QDialog):
         self.cancelJobButton.setEnabled(job_actions.can_cancel(job))
         self.openButton.setEnabled(job_actions.has_output(job))
         self.folderButton.setEnabled(bool(job.output_path))
+
+    def _show_removed(self) -> None:
+        self.setWindowTitle(f"Job #{self.job_id}: removed")
+        self.statusIcon.setPixmap(icon("delete").pixmap(32, 32))
+        self.titleLabel.setText(
+            f"<b style='font-size: 14pt'>Job #{self.job_id} was removed from history</b>")
+        self.subtitleLabel.setText(
+            "It was removed from the job history (here, in another window or with the "
+            "command line), so its details are gone. Output files it wrote stay where they "
+            "were; look for them in the outputs folder. Close this window.")
+        self.progressBar.hide()
+        self.tabs.setEnabled(False)
+        for button in (self.retryButton, self.cancelJobButton, self.openButton,
+                       self.folderButton, self.copyErrorButton):
+            button.setEnabled(False)
 
     def _fill_attempts(self) -> None:
         chain = self.manager.store.chain(self.job_id)
@@ -153,17 +186,23 @@ class JobDetailsDialog(QDialog):
 
     @Slot(int)
     def _on_changed(self, job_id: int) -> None:
-        if job_id == self.job_id or job_id == self.job.superseded_by:
+        if job_id == self.job_id or (self.job is not None and job_id == self.job.superseded_by):
             self._refresh_timer.start()
 
     def _copy_error(self) -> None:
+        if self.job is None:
+            return
         job_actions.copy_error(self.job)
         self.copyErrorButton.setText("Copied")
         QTimer.singleShot(1500, self.copyErrorButton,  # dropped if the dialog closes first
                           lambda: self.copyErrorButton.setText("&Copy error"))
 
     def _retry(self) -> None:
+        if self.job is None:
+            return
         new_ids, problems = job_actions.retry_jobs(self.manager, [self.job])
+        if problems:
+            QMessageBox.warning(self, "Retry", "\n".join(problems))
         if new_ids:
             self.job_id = new_ids[0]
             self._log_after, self._live = 0, False
@@ -171,6 +210,8 @@ class JobDetailsDialog(QDialog):
             self.refresh()
 
     def _cancel(self) -> None:
+        if self.job is None:
+            return
         job_actions.cancel_jobs(self.manager, [self.job])
         self._refresh_timer.start()
 

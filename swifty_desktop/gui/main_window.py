@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QDialog,
     QMainWindow,
     QMenu,
@@ -24,7 +23,13 @@ from PySide6.QtWidgets import (
 )
 
 from swifty_desktop import APP_NAME, __version__
-from swifty_desktop.gui.data_models import CUSTOMERS, ORDERS, PRODUCTS, SqlTableModel
+from swifty_desktop.gui.data_models import (
+    CUSTOMERS,
+    ORDERS,
+    PRODUCTS,
+    SqlTableModel,
+    tables_changed_by,
+)
 from swifty_desktop.gui.forms import ParamDialog, SettingsDialog
 from swifty_desktop.gui.job_details import JobDetailsDialog
 from swifty_desktop.gui.registry_dock import RegistryDock
@@ -36,8 +41,8 @@ from swifty_desktop.settings import Settings
 from swifty_desktop.tasks import Action, KindSpec, ParamError, all_kinds
 
 MENU_ORDER = ("File", "Data", "Reports", "Sync", "Mail", "Tools", "View", "Help")
-# kinds whose completion changes the business tables shown in the tabs
-DATA_CHANGING = {"import_csv", "catalog_sync", "archive", "demo_seed", "exchange_rates"}
+FAILED_WINDOW_S = 24 * 3600  # the status bar counts failures of the last 24 hours
+TABLE_REFRESH_MS = 300  # finished jobs that changed the same tab refresh it once
 
 
 class StatusSummary(QToolButton):
@@ -50,14 +55,20 @@ class StatusSummary(QToolButton):
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.setIcon(icon("jobs"))
         self.setToolTip("Open the job registry")
-        self.since = time.time() - 24 * 3600
+        self.clock = time.time  # tests move it
         self.counts: dict[str, int] = {}
         manager.countsChanged.connect(self.refresh)
+        # failures leave the 24-hour window even when nothing else happens
+        self._timer = QTimer(self, interval=60_000)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
         self.refresh()
 
     @Slot()
     def refresh(self) -> None:
-        self.counts = self.manager.store.summary_counts(self.since)
+        """Re-count: running and queued jobs, failures of the last 24 hours."""
+        since = self.clock() - FAILED_WINDOW_S
+        self.counts = self.manager.store.summary_counts(since)
         parts = []
         for status, word in (("running", "running"), ("queued", "queued"),
                              ("failed", "failed"), ("interrupted", "interrupted")):
@@ -86,6 +97,10 @@ class MainWindow(QMainWindow):
         self.really_quit = False
         self._details: dict[int, JobDetailsDialog] = {}
         self.kind_actions: dict[str, QAction] = {}
+        self._stale_tables: set[str] = set()
+        self._finished_elsewhere: set[int] = set()
+        self._table_timer = QTimer(self, singleShot=True, interval=TABLE_REFRESH_MS)
+        self._table_timer.timeout.connect(self._refresh_stale_tables)
 
         self._init_data_tabs()
         self.dock = RegistryDock(manager, self)
@@ -143,9 +158,18 @@ class MainWindow(QMainWindow):
         label.setText(f"{total:,} {noun}" if shown >= total else
                       f"{shown:,} of {total:,} {noun}")
 
-    def refresh_tables(self) -> None:
-        for model in self.tables.values():
-            model.refresh()
+    def refresh_tables(self, names: Any = None) -> None:
+        """Re-read the data tabs (all, or those named), keeping scroll and selection."""
+        for name, model in self.tables.items():
+            if names is None or name in names:
+                model.refresh()
+
+    def show_data_tab(self, name: str) -> None:
+        """Bring the window and the tab of table ``name`` (products, ...) to the front."""
+        self.show_window()
+        tab = getattr(self, f"{name}Tab", None)
+        if tab is not None:
+            self.dataTabs.setCurrentWidget(tab)
 
     # ---------------------------------------------------------------- menus etc.
     def _menu(self, name: str) -> QMenu:
@@ -293,14 +317,25 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _on_job_finished(self, job_id: int, status: str) -> None:
+        """Refresh the tabs a completed job changed — coalesced, and never a query per job."""
         if status != "completed":
             return
-        try:
-            kind = self.manager.job(job_id).kind
-        except LookupError:
-            return
-        if kind in DATA_CHANGING:
-            self.refresh_tables()
+        job = self.manager.snapshot(job_id)
+        if job is not None:
+            self._stale_tables.update(tables_changed_by(job.kind, job.params))
+        else:  # it ran in another process: its kind is read with the others, once
+            self._finished_elsewhere.add(job_id)
+        if (self._stale_tables or self._finished_elsewhere) and not self._table_timer.isActive():
+            self._table_timer.start()
+
+    def _refresh_stale_tables(self) -> None:
+        elsewhere, self._finished_elsewhere = self._finished_elsewhere, set()
+        if elsewhere:
+            for job in self.manager.store.get_many(elsewhere).values():
+                self._stale_tables.update(tables_changed_by(job.kind, job.params))
+        stale, self._stale_tables = self._stale_tables, set()
+        if stale:
+            self.refresh_tables(stale)
 
     # -------------------------------------------------------- layout & closing
     def restore_layout(self) -> None:
@@ -363,8 +398,8 @@ class MainWindow(QMainWindow):
         return True  # "cancel": the app cancels running jobs as it stops the engine
 
     def _quit_with(self, choice: str) -> None:
-        if choice == "wait" and not self.wait_for_jobs():
-            return
+        if choice == "wait":
+            self.wait_for_jobs()
         self.really_quit = True
         self.quitRequested.emit()
 
@@ -393,19 +428,57 @@ class MainWindow(QMainWindow):
         return buttons.get(box.clickedButton(), "stay")
 
     def wait_for_jobs(self) -> bool:
-        """Show progress until running jobs end; False if the user gives up waiting."""
-        total = max(1, len(self.manager.running_ids()))
-        progress = QProgressDialog("Waiting for running jobs to finish…", "Stop waiting", 0,
-                                   total, self)
+        """Let the running jobs finish, then return True (quit).
+
+        The engine takes no new job meanwhile (queued ones stay queued for the next
+        start).  The progress dialog follows ``jobFinished``; its button quits at
+        once instead (the running jobs are then cancelled as the engine stops).
+        """
+        waiting = set(self.manager.running_ids())
+        if not waiting:
+            return True
+        self.manager.drain(0)  # no new dispatch; returns at once
+        total = len(waiting)
+        progress = QProgressDialog(self)
         progress.setWindowTitle("Waiting for jobs")
+        progress.setCancelButtonText("Cancel them and quit now")
+        progress.setRange(0, total)
         progress.setWindowModality(Qt.WindowModality.WindowModal)
         progress.setMinimumDuration(0)
-        while self.manager.running_ids():
-            QApplication.processEvents()
-            progress.setValue(total - len(self.manager.running_ids()))
-            if progress.wasCanceled():
-                progress.close()
-                return False
-            time.sleep(0.02)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        loop = QEventLoop(self)
+
+        def update(_job_id: int = 0, _status: str = "") -> None:
+            # a finished signal, or (for a job whose end was not announced here,
+            # e.g. taken over by another engine) the engine's own list
+            waiting.intersection_update(self.manager.running_ids())
+            progress.setValue(total - len(waiting))
+            names = [self._job_title(i) for i in sorted(waiting)[:3]]
+            more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+            progress.setLabelText(
+                f"Waiting for {len(waiting)} running job{'s' if len(waiting) != 1 else ''} "
+                f"to finish: {', '.join(names)}{more}.\nQueued jobs stay queued for the next "
+                "start.")
+            if not waiting:
+                loop.quit()
+
+        self.manager.jobFinished.connect(update)
+        recheck = QTimer(self, interval=500)
+        recheck.timeout.connect(update)
+        progress.canceled.connect(loop.quit)
+        update()
+        if waiting:
+            self._wait_dialog = progress  # for tests
+            progress.show()
+            recheck.start()
+            loop.exec()
+        recheck.stop()
+        self.manager.jobFinished.disconnect(update)
         progress.close()
+        progress.deleteLater()
         return True
+
+    def _job_title(self, job_id: int) -> str:
+        job = self.manager.snapshot(job_id)
+        return f"{job.title} (#{job_id})" if job is not None else f"job #{job_id}"

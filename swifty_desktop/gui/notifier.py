@@ -1,9 +1,11 @@
 """Notifications when jobs end: a small service with two strategies.
 
 ``TrayStrategy`` shows a system-tray message; clicking it opens the finished file
-with the desktop's default application (a failed job's message opens its
-details).  Where the desktop has no system tray, ``BannerStrategy`` shows the
-same notification as a banner inside the window, with Open / Details buttons, so
+with the desktop's default application; a job that changed business data without
+writing a file (an import without rejected rows, an archive run, a sync) opens
+the data tab it changed instead, and a failed job's message opens its details.
+Where the desktop has no system tray, ``BannerStrategy`` shows the same
+notification as a banner inside the window, with Open / Details buttons, so
 nothing is lost.  The Notifier decides *what* to say; strategies only show it,
 and can be tested without a desktop.
 """
@@ -26,12 +28,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from swifty_desktop.gui.data_models import tables_changed_by
 from swifty_desktop.gui.uitools import icon
 from swifty_desktop.jobs.manager import JobManager
 from swifty_desktop.jobs.model import JobRecord, JobStatus
 from swifty_desktop.tasks import registry
 
 COALESCE_MS = 400
+TOOLTIP_REFRESH_MS = 1500  # the tray tooltip follows running jobs' progress this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Notification:
     status: str  # completed | failed | interrupted | summary
     job_id: int | None = None
     target: str | None = None  # a file or folder to open on click
+    tab: str | None = None  # else a data tab to show on click (products, customers, orders)
 
     @property
     def ok(self) -> bool:
@@ -50,25 +55,72 @@ class Notification:
 
 
 def open_target(job: JobRecord) -> str | None:
-    """The file (or folder) a click on the job's notification opens."""
+    """The file (or folder) a click on the job's notification opens: what the job
+    wrote — never one of its inputs (an import's ``path`` is the user's source file)."""
     if job.output_path:
         return job.output_path
     if isinstance(job.result, dict):
-        for key in ("folder", "outbox", "path"):
+        for key in ("folder", "outbox"):  # folders a job wrote its files into
             value = job.result.get(key)
             if isinstance(value, str) and value and Path(value).exists():
                 return value
     return None
 
 
+def _n(result: dict[str, Any], key: str) -> int:
+    value = result.get(key)
+    if isinstance(value, list):
+        return len(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def outcome_text(job: JobRecord) -> str:
+    """What a completed job did, in a few words ("1,200 new and 34 updated products")."""
+    result = job.result if isinstance(job.result, dict) else {}
+    if not result:
+        return ""
+    if job.kind in ("import_csv", "catalog_sync"):
+        table = str(result.get("table") or "products")
+        text = f"{_n(result, 'inserted'):,} new and {_n(result, 'updated'):,} updated {table}"
+        if _n(result, "rejected"):
+            text += f"; {_n(result, 'rejected'):,} rows rejected"
+        if _n(result, "discontinued"):
+            text += f"; {_n(result, 'discontinued'):,} discontinued"
+        return text
+    if job.kind == "archive":
+        return f"{_n(result, 'archived'):,} orders archived"
+    if job.kind == "demo_seed":
+        return (f"{_n(result, 'products'):,} products, {_n(result, 'customers'):,} customers "
+                f"and {_n(result, 'orders'):,} orders loaded")
+    if job.kind == "exchange_rates":
+        return (f"{_n(result, 'currencies')} rates for {result.get('date', 'today')}: "
+                f"{_n(result, 'inserted')} new, {_n(result, 'updated')} corrected")
+    if job.kind == "email_batch":
+        text = f"{_n(result, 'sent'):,} e-mails sent"
+        if _n(result, "failed"):
+            text += f", {_n(result, 'failed'):,} failed"
+        return text
+    return ""
+
+
 def describe(job: JobRecord) -> Notification:
+    """The notification for a job that ended."""
     target = open_target(job)
     if job.status is JobStatus.COMPLETED:
-        if target:
-            text = f"{Path(target).name} is ready. Click to open it."
+        did = outcome_text(job)
+        lead = f"{did}. " if did else ""
+        tabs = tables_changed_by(job.kind, job.params)
+        tab = tabs[0] if tabs and not target else None
+        if target and job.kind == "import_csv":
+            text = f"{lead}Click to open the rejected rows ({Path(target).name})."
+        elif target:
+            text = f"{lead}{Path(target).name} is ready. Click to open it."
+        elif tab:
+            text = f"{lead}Click to show the {tab.capitalize()} tab."
         else:
-            text = "Finished. Click for details."
-        return Notification(f"{job.title} finished", text, job.status.value, job.id, target)
+            text = f"{lead}Click for details." if did else "Finished. Click for details."
+        return Notification(f"{job.title} finished", text, job.status.value, job.id, target,
+                            tab)
     reason = job.error.message.splitlines()[0] if job.error and job.error.message else ""
     verb = "was interrupted" if job.status is JobStatus.INTERRUPTED else "failed"
     return Notification(f"{job.title} {verb}", (reason[:180] + " — " if reason else "")
@@ -134,8 +186,12 @@ class Banner(QFrame):
                             self)
         self.label.setWordWrap(True)
         layout.addWidget(self.label, 1)
-        self.openButton = QPushButton(icon("open"), "Open", self)
-        self.openButton.setVisible(bool(notification.target))
+        if notification.target or not notification.tab:
+            self.openButton = QPushButton(icon("open"), "Open", self)
+        else:
+            self.openButton = QPushButton(icon("spreadsheet"),
+                                          f"Show {notification.tab.capitalize()}", self)
+        self.openButton.setVisible(bool(notification.target or notification.tab))
         self.detailsButton = QPushButton(icon("details"), "Details", self)
         self.detailsButton.setVisible(notification.job_id is not None)
         self.closeButton = QPushButton("✕", self)
@@ -191,6 +247,7 @@ class Notifier(QObject):
 
     detailsRequested = Signal(int)
     registryRequested = Signal()
+    tabRequested = Signal(str)  # a data tab: products, customers or orders
 
     def __init__(self, manager: JobManager, strategy: Any, *, include_diagnostic: bool = False,
                  parent: QObject | None = None) -> None:
@@ -223,7 +280,11 @@ class Notifier(QObject):
 
     def _flush(self) -> None:
         ids, self._pending = self._pending, []
-        jobs = self.manager.store.get_many(ids)
+        # jobs that ran here are known from memory; one query for the others
+        jobs = {i: snap for i in ids if (snap := self.manager.snapshot(i)) is not None}
+        missing = [i for i in ids if i not in jobs]
+        if missing:
+            jobs.update(self.manager.store.get_many(missing))
         notes: list[Notification] = []
         for job_id in ids:
             job = jobs.get(job_id)
@@ -245,17 +306,21 @@ class Notifier(QObject):
 
     @Slot(object)
     def activate(self, notification: Notification) -> None:
-        """The user clicked a notification: open the file, or show what went wrong."""
+        """The user clicked a notification: open the file or the data tab the job
+        changed, or show what went wrong."""
         if notification.status == "summary":
             self.registryRequested.emit()
         elif notification.ok and notification.target:
             QDesktopServices.openUrl(QUrl.fromLocalFile(notification.target))
+        elif notification.ok and notification.tab:
+            self.tabRequested.emit(notification.tab)
         elif notification.job_id is not None:
             self.detailsRequested.emit(notification.job_id)
 
 
 class Tray(QObject):
-    """The system-tray icon: a menu (Show, Job registry, Quit) and a tooltip of running jobs."""
+    """The system-tray icon: a menu (Show, Job registry, Quit) and a tooltip of running jobs
+    (refreshed every 1.5 s while jobs run, so their progress in it stays current)."""
 
     showRequested = Signal()
     registryRequested = Signal()
@@ -273,6 +338,8 @@ class Tray(QObject):
         self._menu = menu
         self.icon.setContextMenu(menu)
         self.icon.activated.connect(self._activated)
+        self._tooltip_timer = QTimer(self, interval=TOOLTIP_REFRESH_MS)
+        self._tooltip_timer.timeout.connect(self.update_tooltip)
         manager.countsChanged.connect(self.update_tooltip)
         self.update_tooltip()
 
@@ -285,12 +352,19 @@ class Tray(QObject):
 
     @Slot()
     def update_tooltip(self) -> None:
-        running = [self.manager.job(i) for i in self.manager.running_ids()[:5]]
+        """Show the running jobs and their progress (from memory: no query)."""
+        ids = self.manager.running_ids()
+        running = [j for i in ids[:5] if (j := self.manager.snapshot(i)) is not None]
         if running:
             lines = [f"{j.title} — {(j.progress or 0) * 100:.0f}%" for j in running]
+            if len(ids) > len(running):
+                lines.append(f"and {len(ids) - len(running)} more")
             self.icon.setToolTip("Swifty Desktop — running:\n" + "\n".join(lines))
+            if not self._tooltip_timer.isActive():
+                self._tooltip_timer.start()
         else:
             self.icon.setToolTip("Swifty Desktop — no jobs running")
+            self._tooltip_timer.stop()
 
 
 def _esc(text: str) -> str:

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtCore import (
+    QItemSelection,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAction, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -38,6 +47,7 @@ from swifty_desktop.gui.registry_model import (
     COL_STATUS,
     COL_TRIGGER,
     JOB_ROLE,
+    JOB_TEXT_ROLE,
     PROGRESS_ROLE,
     JobTableModel,
 )
@@ -46,6 +56,9 @@ from swifty_desktop.jobs.manager import JobManager
 from swifty_desktop.jobs.model import JobRecord, JobStatus
 from swifty_desktop.jobs.store import JobQuery
 from swifty_desktop.tasks import all_kinds
+
+SEARCH_DEBOUNCE_MS = 250  # a search runs once typing pauses, not on every key
+MAX_RETRY_ALL = 10_000  # "Retry all failed" at most retries this many at once
 
 STATUS_CHOICES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("All statuses", ()),
@@ -96,6 +109,62 @@ class ProgressDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+class JobDelegate(QStyledItemDelegate):
+    """The Job cell: the job's title, then its kind in smaller, dimmer text.
+
+    The title keeps priority when the column is narrow: the kind goes first, then
+    the title is elided.
+    """
+
+    GAP = 8  # pixels between the title and the kind
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        parts = index.data(JOB_TEXT_ROLE)
+        if not parts:
+            super().paint(painter, option, index)
+            return
+        title, kind = parts
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""  # background, selection and focus from the style; text below
+        widget = opt.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
+        margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, widget) + 1
+        rect = style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, opt, widget) \
+            .adjusted(margin, 0, -margin, 0)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        group = QPalette.ColorGroup.Normal if opt.state & QStyle.StateFlag.State_Active \
+            else QPalette.ColorGroup.Inactive
+        text_color = opt.palette.color(group, QPalette.ColorRole.HighlightedText if selected
+                                       else QPalette.ColorRole.Text)
+        kind_color = opt.palette.color(group, QPalette.ColorRole.HighlightedText if selected
+                                       else QPalette.ColorRole.PlaceholderText)
+        small = opt.font
+        small.setPointSizeF(max(6.0, opt.font.pointSizeF() - 1))
+        painter.save()
+        painter.setFont(opt.font)
+        metrics = painter.fontMetrics()
+        painter.setFont(small)
+        kind_width = painter.fontMetrics().horizontalAdvance(kind)
+        title_room = rect.width() - kind_width - self.GAP
+        show_kind = title_room >= min(metrics.horizontalAdvance(title), 80)
+        if not show_kind:
+            title_room = rect.width()
+        shown = metrics.elidedText(title, Qt.TextElideMode.ElideRight, max(0, title_room))
+        align = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        painter.setFont(opt.font)
+        painter.setPen(text_color)
+        painter.drawText(rect, align, shown)
+        if show_kind:
+            kind_rect = rect.adjusted(metrics.horizontalAdvance(shown) + self.GAP, 0, 0, 0)
+            painter.setFont(small)
+            painter.setPen(kind_color)
+            painter.drawText(kind_rect, align, kind)
+        painter.restore()
+
+
 class RegistryPanel(QWidget):
     """The Jobs tab: filters, the table, actions.  Built from ui/registry_panel.ui."""
 
@@ -110,6 +179,7 @@ class RegistryPanel(QWidget):
         view = self.jobsView
         view.setModel(self.model)
         view.setItemDelegateForColumn(COL_PROGRESS, ProgressDelegate(view))
+        view.setItemDelegateForColumn(COL_JOB, JobDelegate(view))
         header = view.horizontalHeader()
         for col, width in ((COL_JOB, 260), (COL_TRIGGER, 190), (COL_STATUS, 110),
                            (COL_PROGRESS, 220), (COL_STARTED, 80), (COL_FINISHED, 80),
@@ -127,7 +197,7 @@ class RegistryPanel(QWidget):
             if not kind.diagnostic:
                 self.kindFilter.addItem(kind.title, kind.name)
         self.kindFilter.addItem("Diagnostic kinds…", "__diagnostic__")
-        self._search_timer = QTimer(self, singleShot=True, interval=200)
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
         self._search_timer.timeout.connect(self.apply_filter)
         self.searchEdit.textChanged.connect(lambda _t: self._search_timer.start())
         self.statusFilter.currentIndexChanged.connect(self.apply_filter)
@@ -139,6 +209,15 @@ class RegistryPanel(QWidget):
         self.model.countChanged.connect(self._update_footer)
         self.model.rowsInserted.connect(self._keep_scroll_anchor)
         self._create_actions()
+        # keyboard shortcuts act on what is selected now, not on what the last context
+        # menu saw: the actions follow the selection and the selected rows' changes
+        self._state_timer = QTimer(self, singleShot=True, interval=0)
+        self._state_timer.timeout.connect(self.update_action_state)
+        view.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.model.dataChanged.connect(self._on_rows_changed)
+        self.model.modelReset.connect(self._state_timer.start)  # selection cleared silently
+        self.model.rowsRemoved.connect(self._state_timer.start)
+        self.update_action_state()
         self._update_footer()
 
     # ------------------------------------------------------------------ actions
@@ -168,7 +247,25 @@ class RegistryPanel(QWidget):
         rows = sorted({i.row() for i in self.jobsView.selectionModel().selectedRows()})
         return [self.model.job_at(r) for r in rows]
 
-    def _update_action_state(self, jobs: list[JobRecord]) -> None:
+    @Slot()
+    def update_action_state(self) -> None:
+        """Enable each action for what the current selection allows."""
+        self._set_action_state(self.selected_jobs())
+
+    def _on_selection_changed(self, _selected: QItemSelection,
+                              _deselected: QItemSelection) -> None:
+        self.update_action_state()  # at once: a shortcut may follow in the same turn
+
+    def _on_rows_changed(self, top_left: QModelIndex, bottom_right: QModelIndex,
+                         _roles: Any = None) -> None:
+        if top_left.column() != 0:
+            return  # a progress tick: status and outputs are unchanged
+        selection = self.jobsView.selectionModel()
+        if any(selection.isRowSelected(r, QModelIndex())
+               for r in range(top_left.row(), bottom_right.row() + 1)):
+            self._state_timer.start()
+
+    def _set_action_state(self, jobs: list[JobRecord]) -> None:
         self.actRetry.setEnabled(any(job_actions.can_retry(j) for j in jobs))
         self.actCancel.setEnabled(any(job_actions.can_cancel(j) for j in jobs))
         single = jobs[0] if len(jobs) == 1 else None
@@ -182,7 +279,7 @@ class RegistryPanel(QWidget):
         jobs = self.selected_jobs()
         if not jobs:
             return
-        self._update_action_state(jobs)
+        self._set_action_state(jobs)
         menu = QMenu(self)
         for action in (self.actRetry, self.actCancel, None, self.actOpen, self.actFolder,
                        self.actCopy, self.actDetails, None, self.actRemove):
@@ -196,6 +293,7 @@ class RegistryPanel(QWidget):
     @Slot()
     def retry_selected(self) -> list[int]:
         new_ids, problems = job_actions.retry_jobs(self.manager, self.selected_jobs())
+        self.model.flush()  # the new attempts are the acknowledgement: show them now
         self._report("Retry", len(new_ids), problems)
         return new_ids
 
@@ -255,17 +353,22 @@ class RegistryPanel(QWidget):
             return []
         failed_query = JobQuery(statuses=("failed",), kinds=query.kinds, text=query.text,
                                 latest_only=True)
-        jobs = self.manager.store.list(failed_query, limit=10_000)
-        if not jobs:
+        ids = self.manager.store.list_ids(failed_query, limit=MAX_RETRY_ALL)
+        if not ids:
             self.message.emit("No failed jobs to retry.")
             return []
-        if len(jobs) > 1 and QMessageBox.question(
+        if len(ids) > 1 and QMessageBox.question(
                 self, "Retry all failed",
-                f"Queue a new attempt of {len(jobs)} failed jobs?") != \
+                f"Queue a new attempt of {len(ids):,} failed jobs?") != \
                 QMessageBox.StandardButton.Yes:
             return []
-        new_ids, problems = job_actions.retry_jobs(self.manager, jobs)
-        self._report("Retry", len(new_ids), problems)
+        # one transaction for all of them; the model shows them in one coalesced flush
+        new_ids = self.manager.retry_many(ids)
+        self.model.flush()
+        skipped = len(ids) - len(new_ids)
+        self._report("Retry", len(new_ids), [
+            f"{skipped:,} of the failed jobs were not retried: they were retried or removed "
+            "meanwhile. Refresh the filter to see their current state."] if skipped else [])
         return new_ids
 
     def _report(self, verb: str, count: int, problems: list[str]) -> None:

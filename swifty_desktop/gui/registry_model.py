@@ -1,12 +1,15 @@
 """The job registry's table model: jobs newest first, paged, filtered in the database.
 
 Rows are immutable :class:`JobRecord` snapshots.  The model pages history in with
-``fetchMore`` (keyset paging on the id, so 100,000 jobs open as fast as 100),
-inserts new jobs one row at a time, and coalesces changes: ids marked dirty by
-the manager's signals are refreshed at most 20 times a second with per-row
-``dataChanged`` — never a reset on a progress tick, so selection and scroll
-position survive.  A newly added job is inserted at once: that row is the
-user's acknowledgement.
+``fetchMore`` (keyset paging on the id, so 100,000 jobs open as fast as 100) and
+coalesces changes: ids marked dirty by the manager's signals are refreshed at most
+20 times a second with per-row ``dataChanged`` — never a reset on a progress tick,
+so selection and scroll position survive.  A job this window queued is inserted
+at once (that row is the user's acknowledgement); jobs added elsewhere (retries,
+other processes, the scheduler) are read in one query per flush and inserted
+with one ``beginInsertRows`` per block of adjacent rows.  More new rows than a
+page in one flush (e.g. "Retry all failed" on a long history) are a bulk change:
+the model then resets to the first page instead of reading them all.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from swifty_desktop.gui.uitools import fmt_duration, fmt_time, icon
 from swifty_desktop.jobs.manager import JobManager
 from swifty_desktop.jobs.model import JobRecord, JobStatus
 from swifty_desktop.jobs.store import JobQuery
+from swifty_desktop.tasks import registry
 
 JOB_ROLE = Qt.ItemDataRole.UserRole + 1  # the JobRecord
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # (fraction or None, message, status)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 3
+JOB_TEXT_ROLE = Qt.ItemDataRole.UserRole + 4  # (title with attempt, kind title) of the Job cell
 
 COLUMNS = ("Job", "Triggered by", "Status", "Progress", "Started", "Finished", "Duration",
            "Result")
@@ -52,6 +57,7 @@ STATUS_COLORS = {
 }
 
 FLUSH_MS = 50  # at most 20 refreshes a second
+_ROOT = QModelIndex()
 
 _DISPLAY = Qt.ItemDataRole.DisplayRole
 _DECORATION = Qt.ItemDataRole.DecorationRole
@@ -59,9 +65,20 @@ _FOREGROUND = Qt.ItemDataRole.ForegroundRole
 _FONT = Qt.ItemDataRole.FontRole
 _TOOLTIP = Qt.ItemDataRole.ToolTipRole
 _ROLES = frozenset({_DISPLAY, _DECORATION, _FOREGROUND, _FONT, _TOOLTIP, JOB_ROLE,
-                    PROGRESS_ROLE, SORT_ROLE})
+                    PROGRESS_ROLE, SORT_ROLE, JOB_TEXT_ROLE})
 _BOLD = QFont()
 _BOLD.setBold(True)
+
+
+def kind_title(kind: str) -> str:
+    """The kind's human title ("Export", "Import CSV"); the raw name for unknown kinds."""
+    spec = registry().get(kind)
+    return spec.title if spec is not None else kind
+
+
+def job_title(job: JobRecord) -> str:
+    """The job's title, with the attempt number from the second attempt on."""
+    return job.title if job.attempt == 1 else f"{job.title} (attempt {job.attempt})"
 
 
 def result_summary(job: JobRecord) -> str:
@@ -150,16 +167,16 @@ class JobTableModel(QAbstractTableModel):
         self._exhausted = len(jobs) < self._page
 
     # -------------------------------------------------------------- Qt model API
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._ids)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> bool:
         return not parent.isValid() and not self._exhausted
 
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> None:
         if parent.isValid() or self._exhausted:
             return
         before = self._ids[-1] if self._ids else None
@@ -199,6 +216,8 @@ class JobTableModel(QAbstractTableModel):
             return cached[1][col]
         if role == JOB_ROLE:
             return job
+        if role == JOB_TEXT_ROLE:
+            return job_title(job), kind_title(job.kind)
         if role == PROGRESS_ROLE:
             return (job.progress, job.message or "", job.status)
         if role == _DECORATION:
@@ -219,8 +238,8 @@ class JobTableModel(QAbstractTableModel):
 
     @staticmethod
     def _display(job: JobRecord, col: int) -> str:
-        if col == COL_JOB:
-            return job.title if job.attempt == 1 else f"{job.title} (attempt {job.attempt})"
+        if col == COL_JOB:  # the delegate paints the kind smaller and dimmer
+            return f"{job_title(job)} · {kind_title(job.kind)}"
         if col == COL_TRIGGER:
             return job.trigger.describe()
         if col == COL_STATUS:
@@ -266,11 +285,11 @@ class JobTableModel(QAbstractTableModel):
     # ---------------------------------------------------------------- updates
     @Slot(int)
     def _on_added(self, job_id: int) -> None:
-        """A new job is shown at once (the acknowledgement must not wait for a tick)."""
-        job = self._manager.just_added(job_id)
+        """A job this window queued is shown at once (the acknowledgement must not
+        wait for a tick); any other new job waits for the next coalesced flush."""
+        job = self._manager.snapshot(job_id)  # memory only: no query per added job
         if job is None:
-            self._dirty.add(job_id)
-            self.flush()
+            self._mark_dirty(job_id)
             return
         if self.row_of(job_id) >= 0 or not self._query.matches(job):
             return
@@ -321,42 +340,16 @@ class JobTableModel(QAbstractTableModel):
                 ticked.append(job_id)
             elif job is not None:
                 dirty.add(job_id)
-        fresh: dict[int, JobRecord] = {}
-        missing = []
-        running = set(self._manager.running_ids())
-        for job_id in dirty:
-            if job_id in running:
-                try:
-                    fresh[job_id] = self._manager.job(job_id)
-                    continue
-                except LookupError:
-                    pass
-            missing.append(job_id)
-        if missing:
-            fresh.update(self._store.get_many(missing))
-        changed_ids: list[int] = []
-        inserted = removed = False
-        for job_id in sorted(fresh, reverse=True):
-            job = fresh[job_id]
-            row = self.row_of(job_id)
-            keep = self._query.matches(job)
-            if row >= 0 and keep:
-                self._jobs[job_id] = job
-                changed_ids.append(job_id)
-            elif row >= 0:
-                self.beginRemoveRows(QModelIndex(), row, row)
-                del self._ids[row]
-                del self._jobs[job_id]
-                self._texts.pop(job_id, None)
-                self.endRemoveRows()
-                removed = True
-            elif keep and (self._exhausted or not self._ids or job_id > self._ids[-1]):
-                pos = bisect.bisect_left(self._ids, -job_id, key=lambda x: -x)
-                self.beginInsertRows(QModelIndex(), pos, pos)
-                self._ids.insert(pos, job_id)
-                self._jobs[job_id] = job
-                self.endInsertRows()
-                inserted = True
+        # a job that is not shown and is older than the last loaded row cannot appear
+        # here before fetchMore reaches it (and then it is read anyway): skip its read
+        if self._ids and not self._exhausted:
+            floor = self._ids[-1]
+            dirty = {i for i in dirty if i in self._jobs or i > floor}
+        if sum(1 for i in dirty if i not in self._jobs) > self._page:
+            self.reload()  # rows added in bulk: one page, not thousands of reads
+            return
+        changed_ids, inserted, removed = self._apply(self._read(dirty)) if dirty else \
+            ([], False, False)
         # rows may have moved while inserting/removing: look them up at the end
         rows = sorted(r for r in (self.row_of(i) for i in changed_ids) if r >= 0)
         last = len(COLUMNS) - 1
@@ -372,6 +365,60 @@ class JobTableModel(QAbstractTableModel):
                                   self.index(end, COL_DURATION))
         if inserted or removed:
             self.countChanged.emit()
+
+    def _read(self, ids: set[int]) -> dict[int, JobRecord]:
+        """Current records: jobs running here from memory, the others in one query."""
+        fresh: dict[int, JobRecord] = {}
+        missing = []
+        running = set(self._manager.running_ids())
+        for job_id in ids:
+            if job_id in running:
+                try:
+                    fresh[job_id] = self._manager.job(job_id)
+                    continue
+                except LookupError:
+                    pass
+            missing.append(job_id)
+        if missing:
+            fresh.update(self._store.get_many(missing))
+        return fresh
+
+    def _apply(self, fresh: dict[int, JobRecord]) -> tuple[list[int], bool, bool]:
+        """Update, remove and insert rows; return (updated ids, inserted?, removed?)."""
+        changed_ids: list[int] = []
+        gone: list[int] = []
+        new: list[JobRecord] = []
+        for job_id in sorted(fresh, reverse=True):
+            job = fresh[job_id]
+            shown = job_id in self._jobs
+            keep = self._query.matches(job)
+            if shown and keep:
+                self._jobs[job_id] = job
+                changed_ids.append(job_id)
+            elif shown:
+                gone.append(job_id)
+            elif keep and (self._exhausted or not self._ids or job_id > self._ids[-1]):
+                new.append(job)
+        # adjacent rows go in one begin/end pair each, the lowest block first, so
+        # that the positions of the blocks above stay valid
+        for start, end in reversed(_ranges(sorted(self.row_of(i) for i in gone))):
+            self.beginRemoveRows(QModelIndex(), start, end)
+            for job_id in self._ids[start:end + 1]:
+                del self._jobs[job_id]
+                self._texts.pop(job_id, None)
+            del self._ids[start:end + 1]
+            self.endRemoveRows()
+        blocks: dict[int, list[JobRecord]] = {}
+        for job in new:  # newest first, so each block is in row order already
+            pos = bisect.bisect_left(self._ids, -job.id, key=lambda x: -x)
+            blocks.setdefault(pos, []).append(job)
+        for pos in sorted(blocks, reverse=True):
+            block = blocks[pos]
+            self.beginInsertRows(QModelIndex(), pos, pos + len(block) - 1)
+            self._ids[pos:pos] = [j.id for j in block]
+            self._jobs.update((j.id, j) for j in block)
+            self.endInsertRows()
+        return changed_ids, bool(new), bool(gone)
 
 
 def _ranges(rows: list[int]) -> list[tuple[int, int]]:
