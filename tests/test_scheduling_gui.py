@@ -24,6 +24,7 @@ from swifty_desktop.gui.schedules_view import (
 from swifty_desktop.jobs.model import JobStatus
 from swifty_desktop.scheduling.service import SchedulerService
 from swifty_desktop.scheduling.store import ScheduleStore
+from swifty_desktop.tasks import get_kind
 
 
 @pytest.fixture
@@ -126,7 +127,8 @@ def test_new_opens_the_editor_and_the_saved_schedule_appears(view: SchedulesView
     assert isinstance(editor, ScheduleEditor) and editor.isVisible()
     editor.nameEdit.setText("Nightly sleep")
     editor.kindCombo.setCurrentIndex(editor.kindCombo.findData("sleep"))
-    assert set(editor._param_fields) == {"seconds", "checkpoints", "ignore_cancel"}
+    assert set(editor._param_fields) == {p.name for p in get_kind("sleep").params}
+    assert {"seconds", "checkpoints"} <= set(editor._param_fields)
     editor.cronEdit.setText("0 3 * * *")
     assert editor.ok_button().isEnabled()
     qtbot.mouseClick(editor.ok_button(), Qt.MouseButton.LeftButton)

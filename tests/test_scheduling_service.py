@@ -330,22 +330,35 @@ def test_the_app_scheduler_catches_up_missed_runs_once_at_start(
     assert wait_final(qtbot, manager, jobs[0][0]).status is JobStatus.COMPLETED
 
 
-CRASH_AT_JOB_INSERT = """
+CRASH_IN_CLAIM = """
 import os, sys
 from sqlalchemy import Engine, event
 
+statement = sys.argv[2]
+seen = []
+
 @event.listens_for(Engine, "connect")
 def _trace(dbapi_conn, _record):  # the engine dies as it queues the schedule's job
-    dbapi_conn.set_trace_callback(
-        lambda sql: os._exit(9) if sql.startswith("INSERT INTO jobs (") else None)
+    def trace(sql):
+        if sql.startswith(statement):
+            sys.stderr.write(f"dying at {statement!r} after {seen}\\n")
+            sys.stderr.flush()
+            os._exit(9)
+        if sql.startswith("INSERT INTO jobs ("):
+            seen.append("insert")
+    dbapi_conn.set_trace_callback(trace)
 
 from swifty_desktop.cli import main
 sys.exit(main(["--data-dir", sys.argv[1], "worker", "--workers", "1"]))
 """
 
 
+@pytest.mark.parametrize("statement, seen", [
+    ("INSERT INTO jobs (", "[]"),  # before anything of the run was written
+    ("UPDATE schedules", "['insert']"),  # the job row is written, the claim is next
+])
 def test_an_engine_killed_while_queuing_a_run_neither_loses_nor_doubles_it(
-        make_manager, db, data_dir, qtbot, services) -> None:
+        make_manager, db, data_dir, qtbot, services, statement, seen) -> None:
     """The claim of a run and its job are one transaction: killed in between, the
     engine leaves the run due, and the next engine catches it up exactly once."""
     import subprocess
@@ -356,13 +369,17 @@ def test_an_engine_killed_while_queuing_a_run_neither_loses_nor_doubles_it(
     past = time.time() - 1.5 * 3600
     rec = ScheduleStore(db, clock=lambda: past).add(name="hourly", kind="noop",
                                                     interval_seconds=3600)
-    crashed = subprocess.run([sys.executable, "-c", CRASH_AT_JOB_INSERT, str(data_dir.root)],
-                             env=cli_env(), capture_output=True, text=True, timeout=120)
-    assert crashed.returncode == 9, crashed.stderr  # it died at the job's INSERT
+    crashed = subprocess.run([sys.executable, "-c", CRASH_IN_CLAIM, str(data_dir.root),
+                              statement], env=cli_env(), capture_output=True, text=True,
+                             timeout=120)
+    assert crashed.returncode == 9, crashed.stderr  # it died at that statement
+    assert f"dying at {statement!r} after {seen}" in crashed.stderr
     store = ScheduleStore(db)
     row = store.get(rec.id)
     assert row.last_fire_at is None and row.last_job_id is None  # the claim went with it
-    assert schedule_jobs(data_dir, rec.id) == []
+    assert schedule_jobs(data_dir, rec.id) == []  # and so did the job row
+    with sqlite3.connect(data_dir.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
     manager = make_manager()
     service = services(store, manager)

@@ -68,7 +68,9 @@ def test_add_list_update_pause_remove(db, data_dir) -> None:
     paused = store.set_enabled(rec.id, False)
     assert not paused.enabled and paused.next_run(clock()) is None
     resumed = store.set_enabled(rec.id, True)
-    assert resumed.enabled and resumed.next_run(clock()) == resumed.updated_at + 900
+    # the interval counts from the edit that made it, not from the resume
+    assert resumed.enabled and resumed.next_run(clock()) == edited.rule_changed_at + 900
+    assert resumed.rule_changed_at == edited.updated_at == T0 + 10
     assert store.remove(rec.id) is True
     assert store.list() == []
     with pytest.raises(ScheduleNotFound, match="does not exist"):
@@ -260,3 +262,138 @@ def test_backing_off_skips_runs_until_the_backoff_ends(db) -> None:
     later = dataclasses.replace(rec, last_fire_at=seven)
     plan = plan_fire(later, seven + 86400 + 1)
     assert (plan.run, plan.keep_note) == (True, True)  # the back-off note stays until success
+
+
+# ------------------------------------------------------------- interval anchors
+def test_renaming_or_pausing_an_interval_schedule_keeps_its_fire_times(db) -> None:
+    """Intervals count from when the rule came into force; other edits do not move it."""
+    clock = FakeClock()
+    store = ScheduleStore(db, clock=clock)
+    rec = store.add(name="quarter-hourly", kind="noop", interval_seconds=900)
+    assert rec.rule_changed_at == T0 and rec.next_run(clock()) == T0 + 900
+    clock.advance(100)
+    renamed = store.update(rec.id, name="every quarter hour")
+    assert renamed.updated_at == T0 + 100 and renamed.rule_changed_at == T0
+    assert renamed.next_run(clock()) == T0 + 900
+    clock.advance(100)
+    store.set_enabled(rec.id, False)
+    clock.advance(100)
+    resumed = store.set_enabled(rec.id, True)
+    assert resumed.rule_changed_at == T0 and resumed.next_run(clock()) == T0 + 900
+    assert store.update(rec.id, misfire_policy="skip", grace_seconds=60).next_run(clock()) \
+        == T0 + 900
+    assert store.update(rec.id, interval_seconds=900).rule_changed_at == T0  # same rule
+
+    clock.advance(100)  # T0 + 400: a new interval counts from now
+    changed = store.update(rec.id, interval_seconds=600)
+    assert changed.rule_changed_at == T0 + 400 and changed.next_run(clock()) == T0 + 1000
+    clock.advance(10)
+    zoned = store.update(rec.id, timezone="Europe/Berlin")  # the time zone is part of the rule
+    assert zoned.rule_changed_at == T0 + 410
+
+
+def test_the_migration_keeps_the_fire_times_of_existing_interval_schedules(tmp_path) -> None:
+    """A database from before ``rule_changed_at``: its intervals keep counting from
+    ``updated_at``, as they did."""
+    from swifty_desktop.db import upgrade
+    from swifty_desktop.db.migrate import current_revision
+
+    engine = make_engine(tmp_path / "old.db")
+    upgrade(engine, "0002_business")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO schedules (name, kind, params, interval_seconds, timezone, enabled, "
+            "misfire_policy, grace_seconds, created_at, updated_at, missed, failure_streak) "
+            f"VALUES ('old', 'noop', '{{}}', 3600, 'local', 1, 'coalesce', 86400, {T0}, "
+            f"{T0 + 123}, 0, 0)")
+    upgrade(engine)
+    assert current_revision(engine) == "0003_schedule_rule"
+    (rec,) = ScheduleStore(engine).list()
+    assert rec.rule_changed_at == T0 + 123
+    assert rec.next_run(T0 + 200) == T0 + 123 + 3600
+    engine.dispose()
+
+
+# --------------------------------------------------------------- secrets at rest
+@pytest.fixture
+def file_keyring(monkeypatch: Any, tmp_path: Any) -> Any:
+    import keyring
+    from loopback import use_file_keyring
+
+    previous = use_file_keyring(monkeypatch, tmp_path)
+    yield tmp_path / "keyring.json"
+    keyring.set_keyring(previous)
+
+
+def keyring_entries(path: Any) -> dict[str, str]:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_a_schedules_secret_goes_to_the_keyring_once_and_leaves_with_it(
+        db, file_keyring) -> None:
+    store = ScheduleStore(db)
+    params = {"base_url": "http://127.0.0.1:9", "consumer_key": "ck_1",
+              "consumer_secret": "cs_first"}
+    rec = store.add(name="supplier", kind="catalog_sync", params=params, cron="0 5 * * *")
+    ref = rec.params["consumer_secret"]
+    assert ref.startswith("keyring:job-param.catalog_sync.consumer_secret.")
+    assert list(keyring_entries(file_keyring).values()) == ["cs_first"]
+    # an edit that leaves the secret alone keeps the same reference (the editor sends it back)
+    assert store.update(rec.id, cron="0 6 * * *").params["consumer_secret"] == ref
+    assert store.update(rec.id, params=rec.params).params["consumer_secret"] == ref
+    assert list(keyring_entries(file_keyring).values()) == ["cs_first"]
+    # a new secret replaces the entry; the old one is deleted
+    edited = store.update(rec.id, params=dict(params, consumer_secret="cs_second"))
+    assert edited.params["consumer_secret"] != ref
+    assert list(keyring_entries(file_keyring).values()) == ["cs_second"]
+    # a name clash writes nothing, and leaves nothing in the keyring either
+    with pytest.raises(ScheduleError, match="already exists"):
+        store.add(name="SUPPLIER", kind="catalog_sync",
+                  params=dict(params, consumer_secret="cs_clash"), cron="0 5 * * *")
+    assert list(keyring_entries(file_keyring).values()) == ["cs_second"]
+    # a queued job of the schedule still needs the secret: removing keeps it for that job
+    jobs = JobStore(db)
+    job_id = jobs.insert("catalog_sync", "Sync", edited.params,
+                         Trigger.schedule(edited.name, edited.id))
+    assert store.remove(edited.id)
+    assert list(keyring_entries(file_keyring).values()) == ["cs_second"]
+    jobs.cancel_queued(job_id)
+    jobs.close()
+    other = store.add(name="other", kind="catalog_sync", params=params, cron="0 5 * * *")
+    assert store.remove(other.id)
+    assert "cs_first" not in keyring_entries(file_keyring).values()
+
+
+def test_a_secret_stored_in_plain_text_by_an_older_version_moves_to_the_keyring(
+        db, file_keyring) -> None:
+    store = ScheduleStore(db)
+    rec = store.add(name="old", kind="catalog_sync", cron="0 5 * * *",
+                    params={"base_url": "http://127.0.0.1:9", "consumer_key": "ck_1"})
+    with db.begin() as conn:  # as the previous version wrote it
+        conn.exec_driver_sql(
+            "UPDATE schedules SET params = '{\"base_url\": \"http://127.0.0.1:9\", "
+            "\"consumer_key\": \"ck_1\", \"consumer_secret\": \"cs_plain\"}'")
+    secured = store.secure_params(store.get(rec.id))
+    assert secured.params["consumer_secret"].startswith("keyring:")
+    assert store.get(rec.id).params == secured.params
+    assert list(keyring_entries(file_keyring).values()) == ["cs_plain"]
+    assert store.secure_params(store.get(rec.id)) == store.get(rec.id)  # once only
+    assert len(keyring_entries(file_keyring)) == 1
+
+
+def test_a_secret_without_a_keyring_is_refused_and_nothing_is_written(db, data_dir) -> None:
+    import keyring
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        with pytest.raises(ScheduleError, match="parameter 'consumer_secret' is a secret "
+                                                "and no system keyring is available"):
+            ScheduleStore(db).add(name="s", kind="catalog_sync", cron="0 5 * * *",
+                                  params={"consumer_secret": "cs_1"})
+    finally:
+        keyring.set_keyring(previous)
+    assert count_rows(data_dir) == 0

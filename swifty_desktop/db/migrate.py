@@ -16,7 +16,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Every revision this version knows, oldest first.  tests/test_db.py checks that
 # this list matches the scripts in migrations/versions.
-KNOWN_REVISIONS: tuple[str, ...] = ("0001_engine", "0002_business")
+KNOWN_REVISIONS: tuple[str, ...] = ("0001_engine", "0002_business", "0003_schedule_rule")
 HEAD = KNOWN_REVISIONS[-1]
 
 

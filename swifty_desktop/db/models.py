@@ -130,6 +130,7 @@ class Schedule(Base):
     grace_seconds: Mapped[int] = mapped_column(Integer, default=86400)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    rule_changed_at: Mapped[float] = mapped_column(Float)  # an interval's runs count from it
     last_fire_at: Mapped[float | None] = mapped_column(Float)  # the fire time last claimed
     last_job_id: Mapped[int | None] = mapped_column(Integer)
     next_run_at: Mapped[float | None] = mapped_column(Float)

@@ -4,6 +4,10 @@ The cron expression is validated as you type and the next five fire times are
 previewed; OK stays disabled while anything is invalid and the error line says what
 is wrong.  The dialog saves through the scheduler service (which validates again)
 and stays open if saving fails, showing why.
+
+A secret parameter (an API secret) is saved to the OS keyring, not the database.
+Editing a schedule shows its field empty: left empty it keeps the saved secret,
+typed into it replaces it (as in Settings).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from swifty_desktop.gui.forms import field_value, make_field
 from swifty_desktop.gui.uitools import icon
+from swifty_desktop.jobs.secrets import is_ref
 from swifty_desktop.scheduling.rules import LOCAL, Rule, RuleError, format_instant
 from swifty_desktop.scheduling.store import (
     DEFAULT_GRACE_S,
@@ -81,6 +86,7 @@ class ScheduleEditor(QDialog):
             if spec is not None:  # a diagnostic kind chosen elsewhere (CLI): keep it
                 self._kinds[spec.name] = spec
         self._param_fields: dict[str, QWidget] = {}
+        self._kept_secrets: dict[str, str] = {}  # parameter -> keyring reference
         self.saved_id: int | None = None
         self.setWindowTitle("Edit schedule" if record else "New schedule")
         self.setWindowIcon(icon("schedule"))
@@ -259,6 +265,7 @@ class ScheduleEditor(QDialog):
         while self.paramsForm.rowCount():
             self.paramsForm.removeRow(0)
         self._param_fields.clear()
+        self._kept_secrets.clear()
         spec = self._kinds.get(kind)
         if spec is None:
             text = ("This job kind is not available in this version of the app; the "
@@ -273,10 +280,16 @@ class ScheduleEditor(QDialog):
             return
         for param in spec.params:
             value = values.get(param.name, param.default)
+            kept = param.secret and is_ref(value)
+            if kept:  # the reference is not the secret: never show or edit it
+                self._kept_secrets[param.name] = str(value)
+                value = ""
             widget = make_field(param.type, value, choices=param.choices,
                                 minimum=param.minimum, maximum=param.maximum,
                                 path_mode=param.path_mode, file_filter=param.file_filter,
                                 password=param.secret)
+            if kept and isinstance(widget, QLineEdit):
+                widget.setPlaceholderText("Saved in the system keyring; type to replace it")
             widget.setParent(self.paramsBox)
             widget.setObjectName(f"param_{param.name}")
             widget.setToolTip(param.help)
@@ -304,6 +317,8 @@ class ScheduleEditor(QDialog):
             if widget is None:
                 continue
             value = field_value(widget)
+            if value == "" and param.name in self._kept_secrets:
+                value = self._kept_secrets[param.name]  # empty keeps the saved secret
             if value == "" and not param.required:
                 continue
             values[param.name] = value

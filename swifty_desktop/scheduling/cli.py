@@ -188,13 +188,18 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 def _run(svc: Any, store: Any, record: Any, args: argparse.Namespace) -> int:
+    """Queue a run now: the engine's own prepare step (validate, secrets to the keyring),
+    then one ``queued`` row; an app or ``worker`` runs it (or this process, with --wait)."""
+    from swifty_desktop.jobs import secrets
     from swifty_desktop.jobs.model import Trigger
     from swifty_desktop.jobs.store import JobStore
     from swifty_desktop.tasks import ParamError, get_kind
 
     try:
         spec = get_kind(record.kind)
-        params = spec.validate(record.params)
+        record = store.secure_params(record)  # a row from before secrets left the table
+        # a saved schedule holds keyring references already: stash moves nothing then
+        params = secrets.stash(spec, spec.validate(record.params), svc.engine)
     except ParamError as exc:
         raise CliError(f"schedule '{record.name}' cannot run: {exc}. Update the app if the "
                        "kind is new, or remove the schedule and add it again with a kind and "

@@ -29,6 +29,7 @@ import dataclasses
 import datetime as dt
 import heapq
 import math
+import os
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -79,10 +80,17 @@ def _zone(name: str) -> dt.tzinfo:
 
 
 def _local_zone() -> dt.tzinfo:
+    return _local_zone_for(os.environ.get("TZ"))
+
+
+@lru_cache(maxsize=8)
+def _local_zone_for(tz_variable: str | None) -> dt.tzinfo:
+    """This computer's zone, looked up again whenever ``TZ`` changes (tzlocal alone
+    would keep the first zone it found for the life of the process)."""
     try:
         import tzlocal
 
-        return tzlocal.get_localzone()
+        return tzlocal.reload_localzone()
     except Exception:  # no zone configured: fall back to the C library's notion
         return dt.datetime.now().astimezone().tzinfo or dt.UTC
 

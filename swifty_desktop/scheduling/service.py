@@ -2,21 +2,26 @@
 
 APScheduler 3 (``QtScheduler`` in the app, ``BackgroundScheduler`` in the headless
 ``worker``) holds one job per enabled schedule, with a trigger built from the
-schedule's rule, plus a periodic *sync* job.  Its callbacks run on APScheduler's
-executor thread and do one thing: emit a queued signal.  Everything else happens on
-the job manager's thread:
+schedule's rule.  Its callbacks run on APScheduler's executor thread and do one
+thing: emit a queued signal.  Everything else happens on the job manager's thread:
 
 1. :func:`~swifty_desktop.scheduling.planner.plan_fire` decides from the database
    row what is due (on time, catch-up, skip);
-2. the fire time is claimed atomically in the database
-   (:meth:`ScheduleStore.claim_fire`), so two engines on one data directory never
-   fire the same run twice;
-3. ``JobManager.submit(kind, params, trigger=Trigger.schedule(name, id))`` queues an
-   ordinary job, retried and notified like any other.
+2. ``JobManager.submit_claimed(kind, params, Trigger.schedule(name, id), claim)``
+   queues an ordinary job, retried and notified like any other, and claims its fire
+   time (:meth:`ScheduleStore.claim_fire`) in the same transaction: two engines on
+   one data directory never fire the same run twice, and an engine killed half-way
+   neither loses nor doubles it.  A run that cannot start (unknown kind, stale
+   parameters) is claimed with a note in one UPDATE; a database error leaves the
+   run due, and the next sync tries again.
 
-The sync job (every ``sync_s`` seconds) reloads the schedules (others may have
-edited them), re-syncs after the wall clock jumped (resume from sleep, a clock
-change) and settles failure streaks: a schedule whose runs keep failing backs off
+The periodic *sync* (every ``sync_s`` seconds) runs on a monotonic timer — a QTimer
+in the app, a thread in the worker — not on APScheduler, whose timers count wall
+time: setting the clock back must not stall it.  A sync reloads the schedules
+(others may have edited them), re-arms APScheduler after the wall clock jumped (a
+clock change, or resume from sleep: the wall clock moved more than the monotonic
+one, or, where the monotonic clock counts sleep as on Windows, the sync itself came
+late) and settles failure streaks: a schedule whose runs keep failing backs off
 exponentially, capped, says so in its status note, and starts afresh after a
 success.  Time is injectable (``clock``, ``monotonic``) so tests need not wait.
 """
@@ -27,11 +32,13 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
+from sqlalchemy.exc import SQLAlchemyError
 
 from swifty_desktop.jobs.model import Trigger
 from swifty_desktop.jobs.store import JobNotFound
@@ -55,7 +62,7 @@ MODES = ("qt", "background", "manual")
 class SyncReport:
     """What one :meth:`SchedulerService.sync` did."""
 
-    jump_s: float | None  # how far the wall clock jumped, when it did
+    jump_s: float | None  # how far the clock jumped (or how late the sync was), when it did
     submitted: tuple[int, ...]  # job ids started
     claimed: int  # fire times claimed (run or skipped)
 
@@ -92,6 +99,23 @@ def rule_trigger(rule: Rule) -> Any:
     return RuleTrigger(rule)
 
 
+class _SyncTicker(threading.Thread):
+    """Calls ``wake()`` every ``interval`` seconds of the monotonic clock (the headless
+    worker's periodic sync; ``Event.wait`` does not follow the wall clock)."""
+
+    def __init__(self, interval: float, wake: Callable[[], None]) -> None:
+        super().__init__(name="schedule-sync", daemon=True)
+        self._interval, self._wake = interval, wake
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            self._wake()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
 class SchedulerService(QObject):
     """Fires schedules as ordinary jobs; lives on (and works on) the job manager's thread.
 
@@ -102,7 +126,9 @@ class SchedulerService(QObject):
 
     schedulesChanged = Signal()  # rows changed: added, edited, fired, backed off
     scheduleFired = Signal(int, int)  # schedule id, job id
-    clockJumped = Signal(float)  # seconds the wall clock moved beyond the monotonic one
+    # seconds the wall clock moved beyond the monotonic one, or how late a periodic
+    # sync came (resume from sleep where the monotonic clock counts sleep)
+    clockJumped = Signal(float)
     _wake = Signal(object)  # from any thread: a schedule id, or None for a full sync
 
     def __init__(self, store: ScheduleStore, manager: Any, *, mode: str = "qt",
@@ -114,6 +140,11 @@ class SchedulerService(QObject):
         super().__init__(parent)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        # made before moveToThread so that it moves along; started on the service's thread
+        self._sync_timer = QTimer(self)
+        self._sync_timer.setTimerType(Qt.TimerType.CoarseTimer)
+        self._sync_timer.timeout.connect(self.request_sync)
+        self._ticker: _SyncTicker | None = None
         if parent is None and manager.thread() is not self.thread():
             self.moveToThread(manager.thread())
         self.store = store
@@ -128,6 +159,7 @@ class SchedulerService(QObject):
         self._aps_jobs: dict[int, tuple[Any, ...]] = {}  # schedule id -> rule signature
         self._accounted: set[int] = set()  # job ids whose outcome was settled
         self._signature: tuple[Any, ...] = ()  # the rows as of the last sync
+        self._sync_timer.setInterval(max(50, int(sync_s * 1000)))
         self._last_wall = self.clock()
         self._last_mono = monotonic()
         self._started = False
@@ -140,7 +172,8 @@ class SchedulerService(QObject):
         """Seed the default schedules (once per data directory) and start firing.
 
         The first sync (catch-up of missed runs) happens on the next turn of the
-        manager thread's event loop.
+        manager thread's event loop; then one every ``sync_s`` seconds of the
+        monotonic clock (not in ``manual`` mode).
         """
         if self._started:
             return
@@ -152,15 +185,11 @@ class SchedulerService(QObject):
         self._started = True
         if self.mode != "manual":
             self._scheduler = self._make_scheduler()
-            from apscheduler.triggers.interval import IntervalTrigger
-
-            self._scheduler.add_job(
-                self._wake_from_scheduler, IntervalTrigger(seconds=max(0.05, self.sync_s)),
-                args=[None], id="sync", name="sync schedules",
-                next_run_time=dt.datetime.now(dt.UTC))
             self._scheduler.start()
-        else:
-            self.request_sync()
+        if self.mode == "background":
+            self._ticker = _SyncTicker(max(0.05, self.sync_s), self.request_sync)
+            self._ticker.start()
+        self.request_sync()  # in "qt" mode the first sync also starts the sync timer
 
     def _make_scheduler(self) -> Any:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -183,6 +212,14 @@ class SchedulerService(QObject):
 
     def shutdown(self) -> None:
         """Stop firing (jobs already queued run on).  Safe to call twice."""
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if QThread.currentThread() is self.thread():
+            self._sync_timer.stop()
+        else:
+            QMetaObject.invokeMethod(self._sync_timer, "stop",
+                                     Qt.ConnectionType.QueuedConnection)
         if self._scheduler is not None:
             try:
                 self._scheduler.remove_all_jobs()
@@ -216,6 +253,8 @@ class SchedulerService(QObject):
     def _on_wake(self, schedule_id: int | None) -> None:
         if not self._started:
             return
+        if self.mode == "qt" and not self._sync_timer.isActive():
+            self._sync_timer.start()  # here: a QTimer starts on its own thread only
         try:
             if schedule_id is None:
                 self.sync()
@@ -230,30 +269,41 @@ class SchedulerService(QObject):
         """Reload schedules, re-arm APScheduler, fire what is due, settle failures.
 
         Call on the manager's thread.  After a wall-clock jump (resume from sleep,
-        a clock change) APScheduler's timers are rebuilt from the new time.
+        a clock change) APScheduler's timers are rebuilt from the new time.  A jump
+        is the wall clock moving ``jump_s`` more (or less) than the monotonic one,
+        or — with a periodic sync — a sync coming ``jump_s`` later than ``sync_s``
+        (after sleep, where the monotonic clock counts the sleep, as on Windows).
         """
         self._check_thread()
         now, mono = self.clock(), self._monotonic()
-        drift = (now - self._last_wall) - (mono - self._last_mono)
+        elapsed = mono - self._last_mono
+        drift = (now - self._last_wall) - elapsed
         self._last_wall, self._last_mono = now, mono
-        jumped = abs(drift) > self.jump_s
-        if jumped:
+        late = elapsed - self.sync_s if self.mode != "manual" else 0.0
+        jump: float | None = None
+        if abs(drift) > self.jump_s:
+            jump = drift
             log.info("the wall clock jumped by %+.0f s (resume from sleep or a clock change); "
                      "re-syncing schedules", drift)
+        elif late > self.jump_s:
+            jump = late
+            log.info("the schedules' sync came %.0f s late (resume from sleep, or a busy "
+                     "process); re-syncing schedules", late)
+        jumped = jump is not None
         records = self.store.list()
         self._arm(records, rebuild=jumped)
         submitted, claimed = self._fire_due(records, now)
         settled = self._settle(records)
         current = self._refresh_next_runs(now)
-        if jumped:
-            self.clockJumped.emit(drift)
+        if jump is not None:
+            self.clockJumped.emit(jump)
         # other processes (the CLI, a worker) change rows too: tell views when anything did
         signature = tuple((r.id, r.name, r.updated_at, r.enabled, r.last_fire_at, r.last_job_id,
                            r.missed, r.failure_streak, r.status_note) for r in current)
         if claimed or settled or signature != self._signature:
             self._signature = signature
             self.schedulesChanged.emit()
-        return SyncReport(drift if jumped else None, tuple(submitted), claimed)
+        return SyncReport(jump, tuple(submitted), claimed)
 
     def run_due(self, schedule_ids: Iterable[int] | None = None) -> list[int]:
         """Fire what is due now (all schedules, or these); return the job ids started."""
@@ -290,8 +340,16 @@ class SchedulerService(QObject):
                 self.store.claim_fire, record, plan.fire_at, missed=plan.missed,
                 note=plan.note, keep_note=plan.keep_note,
                 next_run_at=self._next_run_after(record, plan.fire_at))
-            won, job_id = self._submit(record, plan.fire_at, claim) if plan.run else (
-                claim(), None)
+            try:
+                won, job_id = self._submit(record, plan.fire_at, claim) if plan.run else (
+                    claim(), None)
+            except Exception as exc:  # e.g. "database is locked" past the busy timeout
+                # nothing was claimed: the run stays due and the next sync tries again
+                level = logging.WARNING if isinstance(exc, SQLAlchemyError) else logging.ERROR
+                log.log(level, "schedule %r: the run due %s could not be queued (%s); the "
+                        "next sync tries again", record.name, format_instant(plan.fire_at),
+                        exc, exc_info=level == logging.ERROR)
+                continue
             if not won:
                 continue  # another engine claimed it, or the schedule changed meanwhile
             claimed += 1
@@ -317,13 +375,15 @@ class SchedulerService(QObject):
                 claim: Callable[..., bool]) -> tuple[bool, int | None]:
         """Claim the run and queue its job in one transaction: (claimed, job id).
 
-        A run that cannot start (its kind is gone, its parameters are stale, the
-        database refused the job) is still claimed, with a note saying why, so the
+        A run that cannot start — its kind is gone or its parameters are stale
+        (ParamError) — is still claimed, with a note saying why, in one UPDATE, so the
         schedule moves on to its next run instead of retrying this one in a loop.
+        Anything else (a locked database) propagates with nothing claimed.
         """
         from swifty_desktop.tasks import ParamError
 
         try:
+            record = self.store.secure_params(record)  # a row from before the keyring
             job_id = self.manager.submit_claimed(
                 record.kind, record.params, Trigger.schedule(record.name, record.id),
                 lambda conn, job_id: claim(job_id=job_id, conn=conn))
@@ -332,15 +392,9 @@ class SchedulerService(QObject):
             note = (f"The run due {format_instant(fire_at, LOCAL)} did not start: {exc}. "
                     "Edit the schedule's kind and parameters, or update the app; the next "
                     "run is tried as planned.")
-            log.warning("schedule %r: %s", record.name, note)
-        except Exception as exc:
-            note = (f"The run due {format_instant(fire_at, LOCAL)} did not start: could not "
-                    f"queue the job ({exc}). The next run is tried as planned; if this "
-                    "repeats, see the log file.")
-            log.exception("schedule %r: could not submit", record.name)
-        if not claim():
+        if not claim(not_started=note):
             return False, None
-        self.store.record_not_started(record.id, fire_at, note)
+        log.warning("schedule %r: %s", record.name, note)
         return True, None
 
     def _check_thread(self) -> None:
@@ -455,6 +509,7 @@ class SchedulerService(QObject):
         return record
 
     def update(self, schedule_id: int, **changes: Any) -> ScheduleRecord:
+        """Change a schedule (see ScheduleStore.update); it is re-armed at once."""
         record = self.store.update(schedule_id, **changes)
         self._changed()
         return record
@@ -466,6 +521,7 @@ class SchedulerService(QObject):
         return record
 
     def remove(self, schedule_id: int) -> bool:
+        """Delete a schedule (its past jobs stay); False if it was gone already."""
         removed = self.store.remove(schedule_id)
         self._changed()
         return removed
@@ -476,6 +532,7 @@ class SchedulerService(QObject):
 
         record = self.store.get(schedule_id)
         try:
+            record = self.store.secure_params(record)  # a row from before the keyring
             job_id = int(self.manager.submit(record.kind, record.params,
                                               trigger=Trigger.schedule(record.name, record.id)))
         except ParamError as exc:

@@ -1,21 +1,30 @@
 """The ``schedules`` table: recurring jobs a person can see, trust and change.  No Qt here.
 
 Every read and write of schedule rows goes through :class:`ScheduleStore`.  Writes a
-user makes (add, edit, pause, resume) bump ``updated_at``; the bookkeeping the
-scheduler does (claims, last job, back-off) does not, so ``updated_at`` also says
-since when the current rule is in force.
+user makes (add, edit, pause, resume) bump ``updated_at``: runs due before it are not
+made up.  ``rule_changed_at`` moves only when the rule itself (cron, interval, time
+zone) changes: an interval's runs count from it, so renaming or pausing a schedule
+does not shift its fire times.  The bookkeeping the scheduler does (claims, last
+job, back-off) moves neither.
+
+Parameters a job kind declares secret never reach this table: saving a schedule
+moves them to the OS keyring (:func:`swifty_desktop.jobs.secrets.stash`) once, and
+the row keeps ``keyring:`` references that every run of the schedule shares.
 
 Several engines (the app, a headless ``worker``) may share one database.  A fire time
-is *claimed* before a job is submitted for it: one conditional UPDATE moves
-``last_fire_at`` from the value the engine read to the new fire time, so exactly one
-engine wins each run (:meth:`ScheduleStore.claim_fire`).
+is *claimed* in the same transaction that queues its job (``JobManager.submit_claimed``
+runs :meth:`ScheduleStore.claim_fire` on the insert's connection): one conditional
+UPDATE moves ``last_fire_at`` from the value the engine read to the new fire time, so
+exactly one engine wins each run, and a crash loses or doubles none.
 """
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
+import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -24,11 +33,12 @@ from sqlalchemy import Connection, Engine, Table, and_, delete, func, insert, or
 from sqlalchemy.exc import IntegrityError
 
 from swifty_desktop.db.engine import write_transaction
-from swifty_desktop.db.models import Job, Schedule, Setting
-from swifty_desktop.scheduling.rules import LOCAL, Rule, RuleError
+from swifty_desktop.db.models import Job, JobLog, Schedule, Setting
+from swifty_desktop.scheduling.rules import LOCAL, Rule, RuleError, format_instant
 
 schedules: Table = Schedule.__table__  # type: ignore[assignment]
 jobs: Table = Job.__table__  # type: ignore[assignment]
+job_logs: Table = JobLog.__table__  # type: ignore[assignment]
 settings: Table = Setting.__table__  # type: ignore[assignment]
 
 MISFIRE_POLICIES = ("coalesce", "skip")
@@ -38,6 +48,26 @@ SEEDED_KEY = "scheduling.defaults_seeded"
 NOT_STARTED_MARK = "did not start"  # in the status note of a run that could not start
 
 Clock = Callable[[], float]
+
+log = logging.getLogger(__name__)
+RUN_LOG_PREFIX = "Run of schedule"  # the first log line of every job a schedule queues
+
+
+def run_log_line(record: ScheduleRecord, fire_at: float, missed: int = 0) -> str:
+    """The log line a schedule's job starts with: which fire time it stands for.
+
+    ``Run of schedule 'Nightly' due 2026-05-29T07:00:00.000000+00:00 (Fri 09:00 CEST)``,
+    then how many missed runs it stands in for; the ISO time is exact, for scripts.
+    """
+    moment = dt.datetime.fromtimestamp(fire_at, dt.UTC).isoformat(timespec="microseconds")
+    try:
+        here = format_instant(fire_at, record.timezone)
+    except RuleError:
+        here = format_instant(fire_at, LOCAL)
+    line = f"{RUN_LOG_PREFIX} '{record.name}' due {moment} ({here})"
+    if missed:
+        line += f"; it stands in for {missed} missed run{'s' if missed != 1 else ''}"
+    return line
 
 
 class ScheduleError(ValueError):
@@ -81,6 +111,7 @@ class ScheduleRecord:
     grace_seconds: int
     created_at: float
     updated_at: float
+    rule_changed_at: float
     last_fire_at: float | None
     last_job_id: int | None
     next_run_at: float | None
@@ -105,6 +136,8 @@ class ScheduleRecord:
             grace_seconds=int(row["grace_seconds"] if row["grace_seconds"] is not None
                               else DEFAULT_GRACE_S),
             created_at=row["created_at"], updated_at=row["updated_at"],
+            rule_changed_at=(row["rule_changed_at"] if row["rule_changed_at"] is not None
+                             else row["created_at"]),
             last_fire_at=row["last_fire_at"], last_job_id=row["last_job_id"],
             next_run_at=row["next_run_at"], missed=int(row["missed"] or 0),
             failure_streak=int(row["failure_streak"] or 0),
@@ -113,9 +146,10 @@ class ScheduleRecord:
 
     @property
     def rule(self) -> Rule:
-        """The firing rule; an interval counts from when the rule came into force."""
+        """The firing rule; an interval counts from when the rule came into force
+        (a rename or a pause does not move its fire times)."""
         return Rule(cron=self.cron, interval=self.interval_seconds, timezone=self.timezone,
-                    anchor=self.updated_at)
+                    anchor=self.rule_changed_at)
 
     @property
     def since(self) -> float:
@@ -383,21 +417,29 @@ class ScheduleStore:
             timezone: str | None = LOCAL, misfire_policy: str = "coalesce",
             grace_seconds: Any = DEFAULT_GRACE_S, enabled: bool = True,
             check_kind: bool = True) -> ScheduleRecord:
-        """Validate and insert a schedule; raise ScheduleError (nothing written) if bad."""
+        """Validate and insert a schedule; raise ScheduleError (nothing written) if bad.
+
+        Secret parameters go to the OS keyring first; the row keeps references.
+        """
         data = validate_input(name=name, kind=kind, params=params, cron=cron,
                               interval_seconds=interval_seconds, timezone=timezone,
                               misfire_policy=misfire_policy, grace_seconds=grace_seconds,
                               enabled=enabled, check_kind=check_kind)
+        data, made = self._stash_secrets(data)
         now = self.clock()
         try:
             with write_transaction(self.engine) as conn:
                 self._check_unique(conn, data.name, None)
                 result = conn.execute(insert(schedules).values(
-                    **self._values(data), created_at=now, updated_at=now, missed=0,
-                    failure_streak=0))
+                    **self._values(data), created_at=now, updated_at=now,
+                    rule_changed_at=now, missed=0, failure_streak=0))
                 new_id = result.inserted_primary_key[0]  # type: ignore[index]
         except IntegrityError:
+            self._forget(made)
             raise self._duplicate(data.name) from None
+        except BaseException:
+            self._forget(made)
+            raise
         return self.get(int(new_id))
 
     def update(self, schedule_id: int, **changes: Any) -> ScheduleRecord:
@@ -425,18 +467,28 @@ class ScheduleStore:
         check_kind = ("kind" in changes or "params" in changes
                       or find_kind(merged["kind"]) is not None)
         data = validate_input(**merged, check_kind=check_kind)
+        data, made = self._stash_secrets(data)
         now = max(self.clock(), current.updated_at + 1e-6)
+        values = self._values(data)
+        if (data.cron, data.interval_seconds, data.timezone) != \
+                (current.cron, current.interval_seconds, current.timezone):
+            values["rule_changed_at"] = now  # a new rule: its interval counts from now
         try:
             with write_transaction(self.engine) as conn:
                 self._check_unique(conn, data.name, schedule_id)
                 result = conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(
-                    **self._values(data), updated_at=now, failure_streak=0, backoff_until=None,
+                    **values, updated_at=now, failure_streak=0, backoff_until=None,
                     status_note=None, next_run_at=None))
                 if not result.rowcount:
                     raise ScheduleNotFound(f"schedule '{current.name}' was removed meanwhile; "
                                            "nothing was changed")
         except IntegrityError:
+            self._forget(made)
             raise self._duplicate(data.name) from None
+        except BaseException:
+            self._forget(made)
+            raise
+        self._release_secrets(schedule_id, current.params, data.params)
         return self.get(schedule_id)
 
     def set_enabled(self, schedule_id: int, enabled: bool) -> ScheduleRecord:
@@ -453,13 +505,97 @@ class ScheduleStore:
         return self.get(schedule_id)
 
     def remove(self, schedule_id: int) -> bool:
-        """Delete a schedule.  Its past jobs stay in the registry."""
+        """Delete a schedule.  Its past jobs stay in the registry; its secrets leave the
+        keyring (unless a queued or running job of it still needs them)."""
+        try:
+            params = self.get(schedule_id).params
+        except ScheduleNotFound:
+            return False
         with write_transaction(self.engine) as conn:
-            return bool(conn.execute(delete(schedules).where(schedules.c.id == schedule_id)
-                                     ).rowcount)
+            removed = bool(conn.execute(delete(schedules).where(schedules.c.id == schedule_id)
+                                        ).rowcount)
+        if removed:
+            self._release_secrets(schedule_id, params, {})
+        return removed
+
+    # ----------------------------------------------------------------- secrets
+    def _stash_secrets(self, data: ScheduleInput) -> tuple[ScheduleInput, builtins.list[str]]:
+        """Move secret parameters to the OS keyring: (the values to store, the new
+        references, which are forgotten again if the write fails)."""
+        spec = find_kind(data.kind)
+        if spec is None or not any(p.secret for p in spec.params):
+            return data, []
+        from swifty_desktop.jobs import secrets
+        from swifty_desktop.tasks import ParamError
+
+        try:
+            params = secrets.stash(spec, data.params, self.engine)
+        except ParamError as exc:
+            raise ScheduleError(f"schedule '{data.name}': {exc}") from None
+        made = [v for k, v in params.items() if secrets.is_ref(v) and data.params.get(k) != v]
+        return dataclasses.replace(data, params=params), made
+
+    def secure_params(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Move secret parameters still stored in plain text (a row written before
+        secrets went to the keyring) to the keyring, once; return the fresh record.
+
+        Raises ParamError when no keyring is available.
+        """
+        spec = find_kind(record.kind)
+        if spec is None:
+            return record
+        from swifty_desktop.jobs import secrets
+
+        if not any(p.secret and record.params.get(p.name) not in (None, "")
+                   and not secrets.is_ref(record.params.get(p.name)) for p in spec.params):
+            return record
+        params = secrets.stash(spec, record.params, self.engine)
+        made = [v for k, v in params.items() if secrets.is_ref(v) and record.params.get(k) != v]
+        with write_transaction(self.engine) as conn:
+            raw = conn.execute(select(schedules.c.params).where(schedules.c.id == record.id)
+                               ).scalar()
+            try:
+                still = raw is not None and json.loads(raw) == record.params
+            except ValueError:
+                still = False
+            if still:  # no other engine or edit replaced them meanwhile
+                conn.execute(update(schedules).where(schedules.c.id == record.id)
+                             .values(params=json.dumps(params, sort_keys=True)))
+        if not still:
+            self._forget(made)
+            return self.get(record.id)
+        return dataclasses.replace(record, params=params)
+
+    def _release_secrets(self, schedule_id: int, old: Mapping[str, Any],
+                         new: Mapping[str, Any]) -> None:
+        """Forget keyring entries the schedule no longer refers to, unless a queued or
+        running job of the schedule still needs one (a job failing later for lack of
+        it says so)."""
+        from swifty_desktop.jobs import secrets
+
+        gone = ({v for v in old.values() if secrets.is_ref(v)}
+                - {v for v in new.values() if secrets.is_ref(v)})
+        if not gone:
+            return
+        with self.engine.connect() as conn:
+            active = conn.execute(
+                select(jobs.c.params).where(jobs.c.status.in_(("queued", "running")))
+                .where(jobs.c.schedule_id == schedule_id)).scalars().all()
+        self._forget([ref for ref in gone if not any(ref in (p or "") for p in active)])
+
+    def _forget(self, refs: Iterable[str]) -> None:
+        from swifty_desktop.jobs import secrets
+        from swifty_desktop.settings import SecretStoreError
+
+        for ref in refs:
+            try:
+                secrets.forget(ref, self.engine)
+            except SecretStoreError:  # the entry stays in the keyring; nothing else breaks
+                log.warning("could not delete a schedule's secret from the keyring",
+                            exc_info=True)
 
     @staticmethod
-    def _values(data: ScheduleInput) -> dict[str, Any]:
+    def _values(data: ScheduleInput) -> dict[str, Any]:  # rule_changed_at: by the caller
         return {"name": data.name, "kind": data.kind,
                 "params": json.dumps(data.params, sort_keys=True),
                 "cron": data.cron, "interval_seconds": data.interval_seconds,
@@ -483,13 +619,16 @@ class ScheduleStore:
     def claim_fire(self, record: ScheduleRecord, fire_at: float, *, missed: int = 0,
                    note: str | None = None, keep_note: bool = False,
                    next_run_at: float | None = None, job_id: int | None = None,
-                   conn: Connection | None = None) -> bool:
+                   not_started: str | None = None, conn: Connection | None = None) -> bool:
         """Claim the fire time ``fire_at`` for this engine; True if it won.
 
         One conditional UPDATE: it succeeds only while ``last_fire_at`` and
         ``updated_at`` are still what ``record`` saw and the schedule is enabled, so
         of several engines that planned the same run exactly one claims it.  Given
-        ``conn`` it runs in that transaction (the one queuing ``job_id``, the run's job).
+        ``conn`` it runs in that transaction (the one queuing ``job_id``, the run's
+        job, which then gets a log line naming the fire time it stands for).
+        ``not_started`` claims a run that cannot start, with that note, in the same
+        UPDATE (no last job).
         """
         expected = (schedules.c.last_fire_at.is_(None) if record.last_fire_at is None
                     else schedules.c.last_fire_at == record.last_fire_at)
@@ -497,17 +636,24 @@ class ScheduleStore:
                                   "missed": schedules.c.missed + int(missed)}
         if not keep_note:
             values["status_note"] = note
-        if job_id is not None:
+        if not_started is not None:
+            values.update(status_note=not_started, last_job_id=None)
+        elif job_id is not None:
             values["last_job_id"] = job_id
         stmt = (update(schedules)
                 .where(and_(schedules.c.id == record.id, expected,
                             schedules.c.updated_at == record.updated_at,
                             schedules.c.enabled.is_(True)))
                 .values(**values))
-        if conn is not None:
-            return bool(conn.execute(stmt).rowcount)
-        with self.engine.begin() as own:
-            return bool(own.execute(stmt).rowcount)
+        if conn is None:
+            with self.engine.begin() as own:
+                return bool(own.execute(stmt).rowcount)
+        if not conn.execute(stmt).rowcount:
+            return False
+        if job_id is not None:
+            conn.execute(insert(job_logs).values(
+                job_id=job_id, ts=self.clock(), line=run_log_line(record, fire_at, missed)))
+        return True
 
     def record_job(self, schedule_id: int, job_id: int, fire_at: float | None = None) -> None:
         """Remember the job a run started (only if ``fire_at`` is still the latest claim)."""
@@ -516,14 +662,6 @@ class ScheduleStore:
             stmt = stmt.where(schedules.c.last_fire_at == fire_at)
         with self.engine.begin() as conn:
             conn.execute(stmt.values(last_job_id=job_id))
-
-    def record_not_started(self, schedule_id: int, fire_at: float, note: str) -> None:
-        """A claimed run could not start (its kind is missing, its parameters are stale)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(schedules)
-                         .where(schedules.c.id == schedule_id)
-                         .where(schedules.c.last_fire_at == fire_at)
-                         .values(last_job_id=None, status_note=note))
 
     def set_failure_state(self, schedule_id: int, streak: int, backoff_until: float | None,
                           note: str | None, next_run_at: float | None) -> bool:
@@ -582,15 +720,15 @@ class ScheduleStore:
                 data = validate_input(name=default.name, kind=default.kind, params=params,
                                       cron=default.cron, check_kind=False)
                 result = conn.execute(insert(schedules).values(
-                    **self._values(data), created_at=now, updated_at=now, missed=0,
-                    failure_streak=0))
+                    **self._values(data), created_at=now, updated_at=now,
+                    rule_changed_at=now, missed=0, failure_streak=0))
                 added.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
             conn.execute(insert(settings).values(key=SEEDED_KEY, value=json.dumps(now)))
         return [self.get(i) for i in added]
 
 
 __all__ = [
-    "DEFAULT_SCHEDULES", "MISFIRE_POLICIES", "LastRun", "ScheduleError", "ScheduleInput",
-    "ScheduleNotFound", "ScheduleRecord", "ScheduleStore", "ScheduleSummary",
-    "available_kinds", "find_kind", "validate_input", "validate_params",
+    "DEFAULT_SCHEDULES", "MISFIRE_POLICIES", "RUN_LOG_PREFIX", "LastRun", "ScheduleError",
+    "ScheduleInput", "ScheduleNotFound", "ScheduleRecord", "ScheduleStore", "ScheduleSummary",
+    "available_kinds", "find_kind", "run_log_line", "validate_input", "validate_params",
 ]
