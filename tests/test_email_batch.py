@@ -9,13 +9,24 @@ import email
 import email.policy
 import os
 import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import keyring
 import pytest
 from conftest import wait_final, wait_until
 from helpers import start_worker, stop
-from loopback import MailServer, free_port, make_due, use_file_keyring, wait_for
+from loopback import (
+    MailServer,
+    SmtpProxy,
+    free_port,
+    make_due,
+    self_signed_cert,
+    use_file_keyring,
+    wait_for,
+)
 from sqlalchemy import insert, select
 
 from swifty_desktop.db.models import Customer, EmailDelivery, Order
@@ -162,13 +173,14 @@ def test_flaky_smtp_every_recipient_gets_exactly_one_message_after_automatic_ret
             assert "550 5.1.1" in result["failed"][0]["reason"]
             assert [u["recipient"] for u in result["uncertain"]] == ["c7@example.com"]
             assert "never sent again" in result["policy"]
+            assert "final end-of-message mark" in result["policy"]  # says which moment
 
             received = server.received()
             assert received == {f"c{i}@example.com": 1 for i in (1, 2, 3, 4, 5, 7, 8, 9)}
             book = ledger(db)
             assert {r: v["status"] for r, v in book.items()} == {
                 **{f"c{i}@example.com": "sent" for i in (1, 2, 3, 4, 5, 8, 9)},
-                "c6@example.com": "failed", "c7@example.com": "sending"}
+                "c6@example.com": "failed", "c7@example.com": "dot_pending"}
             assert {v["batch_key"] for v in book.values()} == {f"job-{first.id}"}
             ids = [m["message_id"] for m in server.messages]
             assert len(set(ids)) == len(ids) == 8
@@ -291,3 +303,204 @@ def test_outbox_batch_interrupted_between_rename_and_ledger_resumes_without_dupl
     assert len(list(data_dir.outbox.glob(f"{key}-*.eml"))) == 3
     assert {v["status"] for v in ledger(db).values()} == {"sent"}
     store.close()
+
+
+def big_template(folder: Any, megabytes: float = 4.0) -> str:
+    """A template whose messages are ~2 x ``megabytes`` (text and HTML parts): more than
+    the socket buffers hold, so a client whose peer stops reading blocks mid-body."""
+    line = "Our whole catalogue, line by line, so that this message is really large.\n"
+    path = folder / "catalogue.txt"
+    path.write_text("Subject: The catalogue for {first_name}\n\nHello {first_name},\n\n"
+                    + line * int(megabytes * 1e6 / len(line)), encoding="utf-8")
+    return str(path)
+
+
+def test_a_message_cut_off_before_its_final_dot_is_sent_again_and_one_cut_after_it_is_uncertain(
+        make_manager, qtbot, db, tmp_path) -> None:
+    add_customers(db, *customers(4))
+    with MailServer() as server, SmtpProxy(server) as proxy:
+        smtp_settings(db, server, **{"mail.smtp_host": proxy.host, "mail.smtp_port": proxy.port})
+        proxy.fault("c2@example.com", "reset_body")  # the server drops it mid-body
+        proxy.fault("c3@example.com", "reset_after_dot")  # kept by the server, 250 lost
+        manager = make_manager()
+        job = wait_final(qtbot, manager, manager.submit(
+            "email_batch", {"template_file": big_template(tmp_path)}), timeout=90)
+        assert job.status is JobStatus.COMPLETED, job.error
+        assert proxy.seen("c2@example.com", "reset") and proxy.seen("c3@example.com", "reset")
+        assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 5)}
+        assert job.result["sent"] == 3  # c2 was simply sent again
+        assert [u["recipient"] for u in job.result["uncertain"]] == ["c3@example.com"]
+        assert "final end-of-message mark" in job.result["policy"]
+        book = ledger(db)
+        assert book["c2@example.com"]["status"] == "sent"
+        assert book["c2@example.com"]["attempts"] == 2
+        assert book["c3@example.com"]["status"] == "dot_pending"
+        kept = [m for m in server.messages if m["to"] == ["c3@example.com"]]
+        assert job.result["uncertain"][0]["message_id"] == kept[0]["message_id"]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_body_resends_and_kill_9_after_the_final_dot_is_reported_uncertain(
+        data_dir, db, qtbot, make_manager, tmp_path) -> None:
+    add_customers(db, *customers(5))
+    with MailServer() as server, SmtpProxy(server) as proxy:
+        smtp_settings(db, server, **{"mail.smtp_host": proxy.host, "mail.smtp_port": proxy.port})
+        proxy.fault("c2@example.com", "stall_body")  # the worker blocks mid-body
+        proxy.fault("c4@example.com", "hold_after_dot")  # the server has it, 250 held
+        store = JobStore(db)
+        params = get_kind("email_batch").validate({"template_file": big_template(tmp_path)})
+        job_id = store.insert("email_batch", "E-mail", params, Trigger("api"))
+
+        engine = start_worker(data_dir.root, "--workers", "1")
+        wait_for(lambda: proxy.seen("c2@example.com", "stalled"), 60, "c2's body to stall")
+        time.sleep(0.5)
+        assert ledger(db)["c2@example.com"]["status"] == "sending"  # blocked mid-body
+        os.kill(engine.pid, signal.SIGKILL)
+        stop(engine)
+        proxy.release("c2@example.com")  # the server sees the connection end, no dot
+        assert server.received() == {"c1@example.com": 1}
+
+        engine = start_worker(data_dir.root, "--workers", "1")  # recovery re-queues it
+        wait_for(lambda: proxy.seen("c4@example.com", "held"), 60, "c4's answer to be held")
+        assert ledger(db)["c4@example.com"]["status"] == "dot_pending"
+        os.kill(engine.pid, signal.SIGKILL)
+        stop(engine)
+        proxy.release("c4@example.com")
+        assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 5)}
+
+        manager = make_manager()  # recovery again
+        last = store.latest_attempt(job_id)
+        assert len(store.chain(job_id)) == 3 and last.trigger.type == "recovery"
+        done = wait_final(qtbot, manager, last.id, timeout=60)
+        assert done.status is JobStatus.COMPLETED, done.error
+        assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 6)}
+        assert [u["recipient"] for u in done.result["uncertain"]] == ["c4@example.com"]
+        assert (done.result["sent"], done.result["skipped_already_sent"]) == (1, 3)
+        assert ledger(db)["c2@example.com"]["status"] == "sent"  # re-sent, not uncertain
+        store.close()
+
+
+def test_a_45x_for_one_recipient_sets_it_aside_and_the_batch_goes_on(make_manager, qtbot,
+                                                                    db) -> None:
+    add_customers(db, *customers(5))
+    with MailServer() as server:
+        smtp_settings(db, server)
+        server.script[("rcpt", "c2@example.com")] = ["450 4.2.1 Greylisted, come back later"]
+        server.script[("rcpt", "c4@example.com")] = ["452 4.2.2 Mailbox full"] * 2
+        manager = make_manager()
+        first = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+        assert first.status is JobStatus.FAILED and first.error.transient
+        # everyone else was reached in the first attempt
+        assert server.received() == {f"c{i}@example.com": 1 for i in (1, 3, 5)}
+        assert "deferred 2 recipients" in first.error.message
+        assert "c2@example.com, c4@example.com" in first.error.message
+        assert "450 4.2.1" in first.error.message
+        assert {r: v["status"] for r, v in ledger(db).items()}["c2@example.com"] == "queued"
+
+        second = manager.store.get(next_attempt(qtbot, manager, first.id))
+        make_due(db, second.id)
+        second = wait_final(qtbot, manager, second.id)
+        assert second.status is JobStatus.FAILED and second.error.transient
+        assert "deferred 1 recipients (c4@example.com; " in second.error.message
+        third = manager.store.get(next_attempt(qtbot, manager, second.id))
+        make_due(db, third.id)
+        done = wait_final(qtbot, manager, third.id)
+        assert done.status is JobStatus.COMPLETED, done.error
+        assert (done.result["sent"], done.result["skipped_already_sent"]) == (1, 4)
+        assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 6)}
+
+
+def test_a_454_login_failure_is_transient_and_a_554_greeting_is_permanent(
+        make_manager, qtbot, db, monkeypatch, tmp_path) -> None:
+    previous = use_file_keyring(monkeypatch, tmp_path)
+    add_customers(db, *customers(2))
+    try:
+        port = free_port()
+        settings = smtp_settings(db, MailServer(port), **{"mail.smtp_user": "mailer"})
+        settings.set("mail.smtp_password", "pw")
+        manager = make_manager()
+        with MailServer(port, auth=("mailer", "pw"),
+                        auth_reply="454 4.7.0 Temporary authentication failure"):
+            busy = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+        assert busy.status is JobStatus.FAILED and busy.error.transient, busy.error
+        assert "454 4.7.0 Temporary authentication failure" in busy.error.message
+        assert "retry automatically" in busy.error.message
+        retry = next_attempt(qtbot, manager, busy.id)
+        assert manager.cancel(retry) == "cancelled"
+
+        with MailServer(port, auth=("mailer", "pw"),
+                        greeting="554 5.7.1 No SMTP service here") as server:
+            refused = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+        assert refused.status is JobStatus.FAILED and not refused.error.transient
+        assert "554 5.7.1 No SMTP service here" in refused.error.message
+        assert "Settings › E-mail" in refused.error.message
+        assert len(manager.store.chain(refused.id)) == 1  # not retried
+        assert server.messages == []
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_starttls_and_ssl_deliver_to_a_server_whose_certificate_is_trusted(
+        make_manager, qtbot, db, monkeypatch, tmp_path, mode) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    add_customers(db, *customers(2))
+    port = free_port()
+    smtp_settings(db, MailServer(port), **{"mail.smtp_security": mode})
+    with MailServer(port, tls=(mode, cert, key)) as server:
+        manager = make_manager()  # its workers do not trust the certificate
+        untrusted = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+        assert untrusted.status is JobStatus.FAILED and not untrusted.error.transient
+        assert "certificate that cannot be trusted" in untrusted.error.message
+        assert server.messages == []
+        manager.stop(timeout=5)
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # as if the OS trusted it
+        manager = make_manager()
+        job = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+        assert job.status is JobStatus.COMPLETED, job.error
+        assert server.received() == {"c1@example.com": 1, "c2@example.com": 1}
+        assert server.tls_sessions == 2  # both messages travelled encrypted
+
+
+def test_a_half_written_outbox_file_of_a_killed_batch_is_removed_at_the_next_start(
+        make_manager, qtbot, db, data_dir) -> None:
+    add_customers(db, *customers(2))
+    Settings(db).set("mail.from_address", "Corner Shop <shop@corner.example>")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no process now, like a batch killed with kill -9
+    data_dir.outbox.mkdir(parents=True, exist_ok=True)
+    leftover = data_dir.outbox / f".job-9-000001-c1@example.com.eml.part-{dead.pid}"
+    leftover.write_bytes(b"Message-ID: <half>\r\n\r\nhalf a mess")
+    manager = make_manager()
+    job = wait_final(qtbot, manager, manager.submit("email_batch", {}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert not leftover.exists()
+    assert sorted(f.suffix for f in data_dir.outbox.iterdir()) == [".eml", ".eml"]
+    assert any(leftover.name in line for _, _, line in manager.store.logs(job.id))
+
+
+def test_a_batch_longer_than_the_time_limit_stops_before_it_and_the_next_attempt_goes_on(
+        db, data_dir, monkeypatch) -> None:
+    """The body alone (a stand-in ctx, real SMTP server and database): the kind's 6 h
+    limit is shortened to 3 s, at 60 messages a minute."""
+    from task_context import FakeContext
+
+    from swifty_desktop.tasks import email_batch as kind
+    from swifty_desktop.tasks.base import TransientError
+
+    monkeypatch.setattr(kind, "TIME_LIMIT_S", 3.0)  # stops after 1.5 s
+    add_customers(db, *customers(5))
+    with MailServer() as server:
+        smtp_settings(db, server, **{"mail.per_minute": 60})
+        with pytest.raises(TransientError, match="stopped before its time limit") as info:
+            kind.email_batch({"audience": "opted_in", "template": "auto"},
+                             FakeContext(db, data_dir))
+        assert "retry automatically" in str(info.value)
+        first = len(server.messages)
+        assert 1 <= first < 5
+        monkeypatch.setattr(kind, "TIME_LIMIT_S", 60.0)
+        result = kind.email_batch({"audience": "opted_in", "template": "auto"},
+                                  FakeContext(db, data_dir))
+        assert (result["sent"], result["skipped_already_sent"]) == (5 - first, first)
+        assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 6)}

@@ -4,25 +4,36 @@ A batch is keyed by its job chain (``job-<root id>``): every attempt of one job 
 automatic retries, manual retries, re-runs after a crash — shares the key, so
 what one attempt delivered, the next one skips.
 
-Life of a row::
+Life of a row over SMTP::
 
-    queued ──claim──► sending ──250──► sent
-       ▲                 │  └──5xx──► failed
-       └──4xx / broken ──┘     (before the end of the message went out)
+    queued ──claim──► sending ──body out──► dot_pending ──final dot, 250──► sent
+       ▲                 │                      │  └──5xx──► failed
+       └──4xx / broken ──┴──────────────────────┘  (only if the final dot surely did
+                                                     not go out)
 
 * The first attempt *plans* the batch: one ``queued`` row per recipient with its
   Message-ID, in one transaction.  Later attempts send to that same list.
-* ``sending`` is committed after the server accepted MAIL/RCPT/DATA and before
-  the message is transmitted; ``sent`` right after the server's 250.
-* A row still ``sending`` when a later attempt looks at it is *uncertain*: the
-  attempt that wrote it died (or lost the connection) after handing the message
-  over and before the 250 was recorded.  It may or may not have been delivered.
-  The policy is at-most-once for those: they are **not** sent again (nobody gets a
-  duplicate), and are reported as uncertain with their Message-ID so the server's
-  log can tell.  A new job with ``continue_batch`` and ``resend_uncertain`` sends
-  them again on purpose, with the same Message-ID (mail clients drop duplicates).
-* Claims are conditional updates (``WHERE status = <expected>``), so even two
-  engines working on one batch by mistake cannot both send to one recipient.
+* ``sending`` is committed after the server accepted MAIL/RCPT/DATA (354) and
+  before the message is transmitted.  The message then goes out *without* the
+  final ``<CRLF>.<CRLF>``; only after ``dot_pending`` is committed does the final
+  dot follow.  A server accepts a message only at that final dot, so:
+* a row still ``sending`` was never accepted (the attempt died, or lost the
+  connection, before the final dot): a later attempt simply sends it again;
+* a row still ``dot_pending`` is *uncertain*: the attempt died, or the connection
+  broke, between sending the final dot and recording the server's 250.  It may
+  or may not have been delivered.  That window is a few milliseconds per message
+  (one network round trip and one commit).  The policy for it is at-most-once: it
+  is **not** sent again (nobody gets a duplicate), and is reported as uncertain
+  with its Message-ID so the server's log can tell.  A new job with
+  ``continue_batch`` and ``resend_uncertain`` sends them again on purpose, with the
+  same Message-ID (mail clients drop duplicates).
+* The outbox (no SMTP server) needs no ``dot_pending``: a ``sending`` row whose
+  ``.eml`` file exists was written (the rename is the commit point); one without
+  it is written again.
+* Claims are conditional updates (``WHERE status = <expected>``) that return a
+  token (the row's attempt count), and ``dot_pending`` is only set while the token
+  still matches: even two engines working on one batch by mistake cannot both
+  send the final dot to one recipient.
 """
 
 from __future__ import annotations
@@ -38,7 +49,8 @@ from swifty_desktop.db.models import EmailDelivery
 
 deliveries = cast("Table", EmailDelivery.__table__)
 
-QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+QUEUED, SENDING, DOT_PENDING, SENT, FAILED = (
+    "queued", "sending", "dot_pending", "sent", "failed")
 
 
 @dataclasses.dataclass
@@ -87,13 +99,38 @@ def plan(conn: Any, key: str, recipients: Sequence[tuple[str, int | None, str]])
     return len(rows)
 
 
-def claim(conn: Any, row_id: int, expected: str) -> bool:
-    """Move a row from ``expected`` to ``sending`` (one more attempt); False if it moved."""
+def claim(conn: Any, row_id: int, expected: str) -> int | None:
+    """Move a row from ``expected`` to ``sending`` (one more attempt).
+
+    Returns the claim's token (the new attempt count), or None if the row was no
+    longer ``expected`` (another job moved it).
+    """
     res = conn.execute(
         update(deliveries).where(deliveries.c.id == row_id)
         .where(deliveries.c.status == expected)
         .values(status=SENDING, attempts=deliveries.c.attempts + 1, error=None,
-                updated_at=_now()))
+                updated_at=_now())
+        .returning(deliveries.c.attempts))
+    token = res.scalar()
+    return None if token is None else int(token)
+
+
+def mark_dot_pending(conn: Any, row_id: int, token: int) -> bool:
+    """Record that the final dot is about to go out; False if the claim was lost."""
+    res = conn.execute(
+        update(deliveries).where(deliveries.c.id == row_id)
+        .where(deliveries.c.status == SENDING).where(deliveries.c.attempts == token)
+        .values(status=DOT_PENDING, updated_at=_now()))
+    return bool(res.rowcount)
+
+
+def release(conn: Any, row_id: int, token: int, error: str) -> bool:
+    """Give a claimed row back (``queued``) when its message surely was not accepted."""
+    res = conn.execute(
+        update(deliveries).where(deliveries.c.id == row_id)
+        .where(deliveries.c.status.in_((SENDING, DOT_PENDING)))
+        .where(deliveries.c.attempts == token)
+        .values(status=QUEUED, error=error[:2000], updated_at=_now()))
     return bool(res.rowcount)
 
 

@@ -7,10 +7,13 @@ escaped and ``{orders}`` becomes a table.
 :class:`SmtpTransport` speaks SMTP step by step (MAIL, RCPT, DATA) instead of
 ``sendmail`` so that it knows exactly when a message may have been accepted: the
 caller's ``before_data`` hook runs after the server said 354 and before the
-message is transmitted (the batch records the recipient as ``sending`` there),
-and a failure is reported as :class:`Deferred` with ``ambiguous=True`` only when
-the end of the message went out and no answer came back — the one case where the
-server may have accepted a message we could not confirm.
+message is transmitted (the batch records the recipient as ``sending`` there);
+the message then goes out without its final ``<CRLF>.<CRLF>``, the caller's
+``before_dot`` hook runs (the batch records ``dot_pending``), and only then the
+final dot, at which the server accepts the message.  A failure is reported as
+:class:`Deferred` with ``ambiguous=True`` only when the final dot went out and no
+answer came back — the one case where the server may have accepted a message we
+could not confirm.
 """
 
 from __future__ import annotations
@@ -240,13 +243,17 @@ class Deferred(Exception):
     """Not delivered now, may work later (4xx, dropped connection, server down).
 
     ``ambiguous``: the whole message went out and no answer came back, so the server
-    may have accepted it.
+    may have accepted it.  ``recipient_only``: the server deferred this one
+    recipient (a 45x to RCPT, e.g. a full mailbox or greylisting) and the
+    connection is fine for the others.
     """
 
-    def __init__(self, reason: str, *, ambiguous: bool = False) -> None:
+    def __init__(self, reason: str, *, ambiguous: bool = False,
+                 recipient_only: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.ambiguous = ambiguous
+        self.recipient_only = recipient_only
 
 
 class Rejected(Exception):
@@ -320,6 +327,10 @@ class SmtpTransport:
                         f"{SETTINGS_HINT} (it is kept in the system keyring)")
                 conn.login(cfg.user, cfg.password)
         except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code < 500:  # e.g. 454: the server's password check is down
+                raise Deferred(
+                    f"the mail server {where} could not check the login of {cfg.user!r} "
+                    f"just now ({_reply(exc.smtp_code, exc.smtp_error)})") from exc
             raise TaskError(
                 f"the mail server {where} refused the user {cfg.user!r} and its password "
                 f"({_reply(exc.smtp_code, exc.smtp_error)}); check them in {SETTINGS_HINT}"
@@ -332,8 +343,22 @@ class SmtpTransport:
                             f"trusted ({exc.verify_message}); check the server name in "
                             f"{SETTINGS_HINT}") from exc
         except smtplib.SMTPConnectError as exc:
+            if exc.smtp_code >= 500:  # a 554 greeting: this server will not serve us
+                raise TaskError(
+                    f"the mail server {where} refuses to take mail from this computer "
+                    f"({_reply(exc.smtp_code, exc.smtp_error)}). Check the server and port "
+                    f"in {SETTINGS_HINT}, or ask the mail provider whether this address "
+                    "may send through it.") from exc
             raise Deferred(f"the mail server {where} would not take a connection "
                            f"({_reply(exc.smtp_code, exc.smtp_error)})") from exc
+        except ssl.SSLError as exc:
+            if isinstance(exc, ssl.SSLEOFError):  # dropped during the handshake
+                raise Deferred(f"the connection to the mail server {where} broke during "
+                               f"the encryption handshake ({exc})") from exc
+            raise TaskError(
+                f"a secure connection to the mail server {where} failed ({exc.reason or exc})."
+                f" Check the security setting and port in {SETTINGS_HINT}: 'ssl' is usually "
+                "port 465, 'starttls' port 587.") from exc
         except socket.gaierror as exc:
             raise Deferred(f"the mail server name {cfg.host!r} could not be resolved "
                            f"({exc.strerror or exc})") from exc
@@ -362,11 +387,13 @@ class SmtpTransport:
 
     # -- one message ---------------------------------------------------------
     def send(self, msg: EmailMessage, from_addr: str, to_addr: str,
-             before_data: Callable[[], None]) -> str:
+             before_data: Callable[[], None], before_dot: Callable[[], None]) -> str:
         """Send one message; return the server's reply.  Raises Deferred or Rejected.
 
         ``before_data`` runs after the server accepted MAIL, RCPT and DATA (354) and
-        before the message is transmitted; if it raises, nothing is transmitted.
+        before the message is transmitted; ``before_dot`` after the message went out
+        and before the final ``<CRLF>.<CRLF>``.  If either raises, the connection is
+        closed without the final dot, so the server discards the message.
         """
         where = self.config.where
         if self._conn is None:
@@ -374,9 +401,9 @@ class SmtpTransport:
         conn = self._conn
         payload = msg.as_bytes(policy=email.policy.SMTP)
         payload = re.sub(rb"(?m)^\.", b"..", payload)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
-        payload += b".\r\n"
+        if payload.endswith(b"\r\n"):
+            payload = payload[:-2]
+        end = b"\r\n.\r\n"
         try:
             code, resp = conn.mail(from_addr)
             if code >= 500:
@@ -392,6 +419,10 @@ class SmtpTransport:
             if code >= 500:
                 self._reset()
                 raise Rejected(f"the mail server refused the recipient: {_reply(code, resp)}")
+            if 450 <= code < 460:  # this mailbox, not the server: the others can go on
+                self._reset()
+                raise Deferred(f"the mail server {where} deferred this recipient: "
+                               f"{_reply(code, resp)}", recipient_only=True)
             if code >= 400:
                 self._drop()
                 raise Deferred(f"the mail server {where} answered RCPT with {_reply(code, resp)}")
@@ -418,6 +449,18 @@ class SmtpTransport:
             raise Deferred(f"the connection to the mail server {where} broke while sending "
                            f"({exc or type(exc).__name__})") from exc
         try:
+            before_dot()
+        except BaseException:
+            self._drop()
+            raise
+        try:
+            conn.send(end)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # a failed write queued nothing: the server never saw the final dot
+            self._drop()
+            raise Deferred(f"the connection to the mail server {where} broke before the end "
+                           f"of the message went out ({exc or type(exc).__name__})") from exc
+        try:
             code, resp = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
@@ -443,9 +486,36 @@ class SmtpTransport:
 class OutboxTransport:
     """Writes each message as an ``.eml`` file: temp file, fsync, then rename into place."""
 
+    TEMP_MARK = ".part-"
+    LEFTOVER_AGE_S = 600.0  # a temp file this old is no write in progress (they take ms)
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete temp files a killed batch left behind; return them.
+
+        A temp file is ``.<name>.part-<pid>``; it is left over when its process is
+        gone, or (where that cannot be checked) when it is older than any write.
+        """
+        removed = []
+        now = time.time()
+        for temp in self.folder.glob(f".*.eml{self.TEMP_MARK}*"):
+            pid_text = temp.name.rsplit(self.TEMP_MARK, 1)[1]
+            try:
+                pid = int(pid_text)
+                age = now - temp.stat().st_mtime
+            except (ValueError, OSError):
+                continue
+            if pid == os.getpid() or (_process_alive(pid) and age < self.LEFTOVER_AGE_S):
+                continue
+            try:
+                temp.unlink()
+            except OSError:
+                continue
+            removed.append(temp)
+        return removed
 
     def path_for(self, name: str) -> Path:
         return self.folder / name
@@ -458,7 +528,7 @@ class OutboxTransport:
         if final.exists():
             return final
         before_write()
-        temp = self.folder / f".{name}.part-{os.getpid()}"
+        temp = self.folder / f".{name}{self.TEMP_MARK}{os.getpid()}"
         try:
             with open(temp, "wb") as fh:
                 fh.write(msg.as_bytes(policy=email.policy.SMTP))
@@ -473,6 +543,19 @@ class OutboxTransport:
             raise TaskError(f"cannot write {final}: {exc.strerror or exc}; check that the "
                             "data folder's outbox is writable and the disk is not full") from exc
         return final
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (True where that cannot be told)."""
+    if os.name != "posix":
+        return True  # the age rule alone decides there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def eml_name(batch_key: str, ledger_id: int, recipient: str) -> str:

@@ -9,10 +9,20 @@ system keyring, at most N messages a minute); without one they are written as
 
 Exactly once across retries and crashes: see
 :mod:`swifty_desktop.integrations.mail_ledger` for the ledger and the policy for
-the one ambiguous case (a message handed over whose confirmation never arrived):
-it is never sent twice; it is reported as *uncertain*.  4xx answers and broken
-connections are retried (a few times in the job, then by the engine, sending only
-what is left); a 5xx for one recipient fails that recipient, not the batch.
+the one ambiguous case (the final dot of a message went out, the server's answer
+was not recorded — a window of milliseconds per message): it is never sent twice;
+it is reported as *uncertain*.  A message interrupted before its final dot is
+simply sent again.  A 45x to one recipient (full mailbox, greylisting) sets that
+recipient aside and the batch goes on; at the end the job fails as transient, so
+the engine retries it for those recipients only.  421 answers and broken
+connections stop the batch after a few tries in the job, and the engine retries it,
+sending only what is left.  A 5xx for one recipient fails that recipient, not the
+batch.
+
+Time limit: a job of this kind may run for :data:`TIME_LIMIT_S`.  A batch that
+the messages-per-minute limit makes longer than that stops a few minutes before
+the limit with a transient error, and the engine's automatic retry sends the rest
+(up to the retry policy's attempts; after that, *Retry* continues the batch).
 """
 
 from __future__ import annotations
@@ -65,13 +75,18 @@ SETTINGS = register_group(
 
 IN_JOB_TRIES = 3  # tries per message inside one attempt before the engine retries the job
 IN_JOB_BACKOFF_S = 0.5
+TIME_LIMIT_S = 6 * 3600.0  # the kind's timeout
+STOP_MARGIN_S = 300.0  # stop this long before the time limit (a message can take minutes)
 AUDIENCES = ("opted_in", "open_orders")
 TEMPLATES = ("auto", "order_status", "newsletter")
 UNCERTAIN_POLICY = (
-    "Messages whose delivery is uncertain (handed to the server, confirmation lost) are "
-    "never sent again automatically, so nobody gets a duplicate; check the mail server's "
+    "A message is uncertain when the connection broke or the app stopped in the moment "
+    "between sending its final end-of-message mark and recording the server's "
+    "confirmation; the server may or may not have accepted it. Uncertain messages are "
+    "never sent again automatically, so nobody gets a duplicate. Check the mail server's "
     "log for their Message-IDs, or send them again on purpose with a new job that has "
-    "continue_batch set to this batch's job number and resend_uncertain on."
+    "continue_batch set to this batch's job number and resend_uncertain on (a recipient "
+    "who did get it then has two copies with the same Message-ID)."
 )
 
 
@@ -111,7 +126,7 @@ def _title(params: Mapping[str, Any]) -> str:
     ),
     retry=RetryPolicy(max_attempts=6, backoff_base=20.0, backoff_max=900.0),
     concurrency=1,
-    timeout=6 * 3600.0,
+    timeout=TIME_LIMIT_S,
     rerun_safe=True,
     title_fn=_title,
     icon="mail",
@@ -172,7 +187,12 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                         "(it planned no recipients); start a new batch instead")
     customers, orders = _recipient_data(engine, [r.customer_id for r in rows], mailer)
 
+    started = time.monotonic()
     outbox = mailer.OutboxTransport(ctx.data_dir / "outbox") if smtp is None else None
+    if outbox is not None:
+        for leftover in outbox.remove_leftovers():
+            ctx.log(f"Removed {leftover.name}, a half-written message left by a batch that "
+                    "was stopped; its recipient gets the message from this batch")
     transport = mailer.SmtpTransport(smtp) if smtp is not None else None
     where = f"the mail server {smtp.where}" if smtp else f"the outbox {ctx.data_dir / 'outbox'}"
     ctx.log(f"Delivering to {where}")
@@ -190,14 +210,15 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                 todo.append((row, ledger.FAILED))
             else:
                 failed.append({"recipient": row.recipient, "reason": row.error or "failed"})
-        elif row.status == ledger.SENDING:
+        elif row.status in (ledger.SENDING, ledger.DOT_PENDING):
             name = mailer.eml_name(key, row.id, row.recipient)
             if outbox is not None and outbox.exists(name):
                 with write_transaction(engine) as conn:  # the rename happened: it is sent
                     ledger.mark(conn, row.id, ledger.SENT)
                 skipped += 1
-            elif outbox is not None or resend:
-                todo.append((row, ledger.SENDING))
+            elif outbox is not None or row.status == ledger.SENDING or resend:
+                # sending: the final dot never went out, so the server discarded it
+                todo.append((row, row.status))
             else:
                 uncertain.append(_uncertain(row, row.error))
         else:
@@ -211,11 +232,25 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
     pacer = mailer.Pacer(0 if outbox is not None else
                          int(settings.get("mail.per_minute") or 0))
+    deadline = started + max(TIME_LIMIT_S - STOP_MARGIN_S, TIME_LIMIT_S / 2)
+    if pacer.interval and pacer.interval * len(todo) > deadline - time.monotonic():
+        ctx.log(f"At {60 / pacer.interval:g} messages a minute, {len(todo)} messages take "
+                f"{pacer.interval * len(todo) / 3600:.1f} h, longer than a job may run "
+                f"({TIME_LIMIT_S / 3600:g} h): this attempt stops before that and the "
+                "automatic retry sends the rest")
     today = dt.date.today().isoformat()
     sent = 0
+    deferred: list[dict[str, str]] = []
     try:
         for index, (row, expected) in enumerate(todo):
             ctx.check_cancelled()
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"the batch stopped before its time limit of {TIME_LIMIT_S / 3600:g} h "
+                    f"with {len(todo) - index} messages left ({sent} sent in this attempt); "
+                    "the job will retry automatically and send only to the recipients not "
+                    "reached yet. A higher messages-per-minute limit in Settings › E-mail "
+                    "makes big batches finish sooner.")
             ctx.progress(index / max(1, len(todo)),
                          f"{index} of {len(todo)} messages: {row.recipient}")
             customer = customers.get(row.customer_id or -1) or {"email": row.recipient}
@@ -235,13 +270,19 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                     ledger.mark(conn, row.id, ledger.FAILED, reason)
                 failed.append({"recipient": row.recipient, "reason": reason})
                 continue
-            state = {"expected": expected, "claimed": False}
+            state: dict[str, Any] = {"expected": expected, "token": None}
 
             def claim(row: Any = row, state: dict[str, Any] = state) -> None:
                 with write_transaction(engine) as conn:
-                    if not ledger.claim(conn, row.id, state["expected"]):
+                    token = ledger.claim(conn, row.id, state["expected"])
+                if token is None:
+                    raise _Taken(row.recipient)
+                state["token"] = token
+
+            def before_dot(row: Any = row, state: dict[str, Any] = state) -> None:
+                with write_transaction(engine) as conn:
+                    if not ledger.mark_dot_pending(conn, row.id, state["token"]):
                         raise _Taken(row.recipient)
-                state["claimed"] = True
 
             if outbox is not None:
                 try:
@@ -254,10 +295,14 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                 sent += 1
                 continue
             assert transport is not None
-            outcome = _send_smtp(ctx, transport, pacer, msg, from_email, row, state, claim,
-                                 engine, ledger, mailer, sent, len(todo) - index)
+            outcome = _send_smtp(ctx, transport, pacer, msg, from_email, row, state,
+                                 (claim, before_dot), engine, ledger, mailer, sent,
+                                 len(todo) - index)
             if outcome == "sent":
                 sent += 1
+            elif outcome.startswith("deferred:"):
+                deferred.append({"recipient": row.recipient,
+                                 "reason": outcome[len("deferred:"):]})
             elif outcome.startswith("uncertain:"):
                 uncertain.append(_uncertain(row, outcome[len("uncertain:"):]))
             elif outcome.startswith("failed:"):
@@ -265,6 +310,13 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     finally:
         if transport is not None:
             transport.close()
+    if deferred:
+        names = ", ".join(d["recipient"] for d in deferred[:5]) + \
+            (f" and {len(deferred) - 5} more" if len(deferred) > 5 else "")
+        raise TransientError(
+            f"the mail server deferred {len(deferred)} recipients ({names}; "
+            f"{deferred[0]['reason']}). {sent} messages were sent in this attempt; the job "
+            "will retry automatically and send only to the recipients not reached yet.")
 
     result: dict[str, Any] = {
         "recipients": len(rows), "sent": sent, "failed": failed,
@@ -296,9 +348,14 @@ def _uncertain(row: Any, reason: str | None) -> dict[str, str]:
 
 
 def _send_smtp(ctx: Context, transport: Any, pacer: Any, msg: Any, from_email: str, row: Any,
-               state: dict[str, Any], claim: Any, engine: Any, ledger: Any, mailer: Any,
-               sent_so_far: int, remaining: int) -> str:
-    """One recipient over SMTP with in-job retries: 'sent', 'failed:…' or 'uncertain:…'."""
+               state: dict[str, Any], hooks: tuple[Any, Any], engine: Any, ledger: Any,
+               mailer: Any, sent_so_far: int, remaining: int) -> str:
+    """One recipient over SMTP with in-job retries.
+
+    Returns 'sent', 'skipped', 'failed:…', 'uncertain:…' or 'deferred:…' (a 45x for
+    this recipient: set aside for the engine's retry).  Raises TransientError when
+    the server or the connection keeps failing.
+    """
     from swifty_desktop.db.engine import write_transaction
 
     tries = 0
@@ -306,7 +363,7 @@ def _send_smtp(ctx: Context, transport: Any, pacer: Any, msg: Any, from_email: s
         pacer.wait(ctx.check_cancelled)
         tries += 1
         try:
-            transport.send(msg, from_email, row.recipient, claim)
+            transport.send(msg, from_email, row.recipient, *hooks)
         except _Taken:
             ctx.log(f"{row.recipient} was handled by another job; skipped")
             return "skipped"
@@ -319,15 +376,18 @@ def _send_smtp(ctx: Context, transport: Any, pacer: Any, msg: Any, from_email: s
             with write_transaction(engine) as conn:
                 if exc.ambiguous:
                     ledger.note(conn, row.id, exc.reason)
-                elif state["claimed"]:
-                    ledger.mark(conn, row.id, ledger.QUEUED, exc.reason)
-                    state.update(expected=ledger.QUEUED, claimed=False)
+                elif state["token"] is not None:
+                    ledger.release(conn, row.id, state["token"], exc.reason)
+                    state.update(expected=ledger.QUEUED, token=None)
                 else:
                     ledger.note(conn, row.id, exc.reason)
             if exc.ambiguous:
                 ctx.log(f"Delivery to {row.recipient} is uncertain: {exc.reason}. It will not "
                         f"be sent again. Message-ID {row.message_id}")
                 return "uncertain:" + str(exc.reason)
+            if exc.recipient_only:
+                ctx.log(f"{row.recipient} set aside for a later attempt: {exc.reason}")
+                return "deferred:" + str(exc.reason)
             ctx.log(f"Try {tries} for {row.recipient} did not work: {exc.reason}")
             if tries >= IN_JOB_TRIES:
                 raise TransientError(
