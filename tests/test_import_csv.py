@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import io
 import json
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,11 @@ from swifty_desktop.jobs.model import JobStatus
 from swifty_desktop.tasks.base import JobCancelled, TaskError
 from swifty_desktop.tasks.import_csv import (
     SPECS,
+    UNDECIDED,
     BatchValidator,
     ImportFileError,
     Invalid,
+    NumberStyle,
     import_csv,
     inspect_file,
     parse_count,
@@ -93,7 +97,7 @@ def test_corpus_file(name: str, db: Any, data_dir: Any) -> None:
     assert result["inserted"] == case["inserted"]
     assert result["updated"] == 0
     assert result["rejected"] == case["rejected"]
-    for key in ("encoding", "delimiter"):
+    for key in ("encoding", "delimiter", "decimal"):
         if key in case:
             assert result[key] == case[key]
     for warning in case.get("warnings", []):
@@ -101,7 +105,7 @@ def test_corpus_file(name: str, db: Any, data_dir: Any) -> None:
     reasons = rejects_reasons(result["rejects_path"], result["delimiter"])
     assert len(reasons) == case["rejected"]
     assert (result["rejects_path"] is None) == (case["rejected"] == 0)
-    for expected_reason, reason in zip(case.get("reasons", []), reasons):
+    for expected_reason, reason in zip(case.get("reasons", []), reasons, strict=False):
         assert expected_reason in reason
     stored = rows_of(db, table)
     assert len(stored) == case["inserted"]
@@ -142,32 +146,66 @@ def test_rejects_keep_the_original_values_and_are_formula_safe(db: Any, data_dir
 
 
 # ---------------------------------------------------------------------- values
+COMMA = NumberStyle(",", "the file writes decimal commas elsewhere")
+POINT = NumberStyle(".", "the file writes decimal points elsewhere")
+
+
 @pytest.mark.parametrize("raw,cents", [
     ("12", 1200), ("12.5", 1250), ("0.29", 29), ("12,50", 1250), ("1.234,56", 123456),
     ("1,234.56", 123456), ("1 234,5", 123450), ("€ 12,50", 1250), ("12.50 €", 1250),
-    ("1,234", 123400), ("-0", 0), ("+3", 300), ("99999999999.99", 9999999999999),
+    ("1.234.567", 123456700), ("1,234,567.8", 123456780), ("1'234.50", 123450),
+    ("0,12", 12), ("1234,5", 123450),
+    ("-0", 0), ("+3", 300), ("99999999999.99", 9999999999999),
 ])
-def test_money_is_read_exactly(raw: str, cents: int) -> None:
-    assert parse_money(raw) == cents
+def test_money_that_shows_its_decimal_separator_is_read_exactly(raw: str, cents: int) -> None:
+    # whatever the file's decimal separator: these values show it by themselves
+    for numbers in (UNDECIDED, COMMA, POINT):
+        assert parse_money(raw, numbers) == cents
+
+
+@pytest.mark.parametrize("raw,numbers,expected", [
+    ("1,234", POINT, 123400), ("1.234", COMMA, 123400),
+    ("1,234", COMMA, "more than 2 decimal places: the comma is read as the decimal separator"),
+    ("1.234", POINT, "more than 2 decimal places: the point is read as the decimal separator"),
+    ("1,234", UNDECIDED, "'1,234': the comma could be a thousands separator or the decimal "
+                         "comma, and nothing else in the file shows"),
+    ("€ 999.000", UNDECIDED, "the point could be a thousands separator"),
+])
+def test_a_lone_separator_before_three_digits_follows_the_file(raw: str, numbers: NumberStyle,
+                                                               expected: Any) -> None:
+    if isinstance(expected, int):
+        assert parse_money(raw, numbers) == expected
+    else:
+        with pytest.raises(Invalid, match=re.escape(expected)):
+            parse_money(raw, numbers)
 
 
 @pytest.mark.parametrize("raw,problem", [
     ("-1", "is negative"), ("1.005", "more than 2 decimal places"), ("abc", "not an amount"),
     ("1e3", "not an amount"), ("12.34.56", "not an amount"), ("١٢", "not an amount"),
-    ("123456789012", "too large"),
+    ("123456789012", "too large"), ("12.34,5", "not an amount"), (",5", "not an amount"),
 ])
 def test_bad_money_says_why(raw: str, problem: str) -> None:
     with pytest.raises(Invalid, match=problem):
-        parse_money(raw)
+        parse_money(raw, POINT)
 
 
 def test_counts_and_emails() -> None:
-    assert [parse_count(v) for v in ("7", "1,000", "1.000", "12.0", "-0")] == [7, 1000, 1000,
-                                                                                12, 0]
-    for raw, problem in (("2.5", "not a whole number"), ("-3", "is negative"),
-                         ("²", "not a whole number"), ("99999999999", "too large")):
-        with pytest.raises(Invalid, match=problem):
-            parse_count(raw)
+    assert [parse_count(v) for v in ("7", "1 000", "12.0", "12,00", "1.000,0", "-0")] == \
+        [7, 1000, 12, 12, 1000, 0]
+    assert parse_count("1,000", POINT) == parse_count("1.000", COMMA) == 1000
+    for raw, numbers, problem in (
+            ("2.5", POINT, "not a whole number"), ("-3", POINT, "is negative"),
+            ("²", POINT, "not a whole number"), ("99999999999", POINT, "too large"),
+            ("€5", POINT, "not a whole number"),
+            # '1,000' as 1 would be a thousand times off: never read a count that way
+            ("1,000", COMMA, "is not a whole number: the comma is read as the decimal "
+                             "separator, as the file writes decimal commas elsewhere; write "
+                             "whole numbers without separators (such as 1000)"),
+            ("1.000", UNDECIDED, "the point could be a thousands separator or the decimal "
+                                 "point")):
+        with pytest.raises(Invalid, match=re.escape(problem)):
+            parse_count(raw, numbers)
     assert parse_email("Anna.Muller+shop@Example.COM") == "anna.muller+shop@example.com"
     for bad in ("a@b", "a@@b.com", "a b@c.de", ".a@b.de", "a..b@c.de", "a@b.c", "x" * 65 + "@a.de"):
         with pytest.raises(Invalid, match="not a valid e-mail address"):
@@ -314,6 +352,174 @@ def test_killed_worker_leaves_whole_chunks_and_the_retry_resumes(
         assert conn.execute(text("SELECT count(DISTINCT sku) FROM products")).scalar_one() == n
 
 
+class CancelWhileWriting(FakeContext):
+    """Cancels at the first check after the write pass reported a batch written."""
+
+    def check_cancelled(self) -> None:
+        if any(m.startswith("Importing") for _, m in self.progress_calls):
+            raise JobCancelled("cancelled")
+
+
+def test_a_strict_import_cancelled_while_writing_leaves_the_database_as_it_was(
+        db: Any, data_dir: Any, tmp_path: Path) -> None:
+    src = tmp_path / "s.csv"
+    src.write_text("sku,name,price\nR-0000001,Before,1.00\n", encoding="utf-8")
+    run(db, data_dir, src)
+    before = rows_of(db, "products")
+    big_file(src, 12000)  # R-0000001 again (an update), and 11,999 new rows
+    ctx = CancelWhileWriting(db, data_dir)
+    with pytest.raises(JobCancelled) as info:
+        import_csv({"path": str(src), "table": "products", "mode": "strict"}, ctx)
+    assert any(m.startswith("Importing") for _, m in ctx.progress_calls)  # it was writing
+    assert rows_of(db, "products") == before
+    assert ctx.checkpoints == []  # nothing to resume: nothing was kept
+    assert str(info.value) == ("Cancelled: nothing was imported, as a strict import writes "
+                               "every row or none; retry the job to import the file.")
+
+
+def test_a_cancelled_import_says_how_many_rows_stay(db: Any, data_dir: Any,
+                                                    tmp_path: Path) -> None:
+    src = tmp_path / "big.csv"
+    big_file(src, 20000)
+    stopped = StopAfter(db, data_dir, n=2)
+    with pytest.raises(JobCancelled) as info:
+        import_csv({"path": str(src), "table": "products"}, stopped)
+    saved = stopped.checkpoints[-1]
+    assert len(rows_of(db, "products")) == saved["inserted"] > 0
+    assert str(info.value) == (
+        f"Cancelled after row {saved['records']:,}: {saved['inserted']:,} new and 0 updated "
+        f"products are imported and stay; retry the job to import the rest (it goes on "
+        f"after row {saved['records']:,}).")
+    early = StopAfter(db, data_dir, n=0)
+    with pytest.raises(JobCancelled, match=r"^Cancelled before any row was imported: the "
+                                           r"database is unchanged"):
+        import_csv({"path": str(src), "table": "products"}, early)
+
+
+def test_customers_are_matched_by_e_mail_in_any_case(db: Any, data_dir: Any,
+                                                     tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from swifty_desktop.db.engine import write_transaction
+
+    with write_transaction(db) as conn:  # as another program (a shop sync) may store it
+        conn.execute(insert(Customer), [{"email": "Anna@X.com", "name": "Anna",
+                                         "country": "DE", "created_at": dt.datetime(2025, 1, 1)}])
+    src = tmp_path / "c.csv"
+    src.write_text("email,name\nanna@x.com,Anna Schmidt\nBEN@y.org,Ben\n", encoding="utf-8")
+    result, _ = run(db, data_dir, src, "customers")
+    assert (result["inserted"], result["updated"], result["rejected"]) == (1, 1, 0)
+    stored = rows_of(db, "customers")
+    assert set(stored) == {"Anna@X.com", "ben@y.org"}  # updated, not duplicated
+    assert stored["Anna@X.com"]["name"] == "Anna Schmidt"
+    assert stored["Anna@X.com"]["country"] == "DE"  # not in the file: kept
+    strict, _ = run(db, data_dir, src, "customers", mode="strict")
+    assert (strict["inserted"], strict["updated"]) == (0, 2)
+    assert len(rows_of(db, "customers")) == 2
+
+
+def test_blank_lines_before_the_header_beyond_the_first_64_kb(db: Any, data_dir: Any,
+                                                               tmp_path: Path) -> None:
+    blank = "   \r\n" * 20000  # 100 KB of nothing
+    src = tmp_path / "late.csv"
+    src.write_text(blank + "sku,name,price\nL-1,Late,1.50\n", encoding="utf-8", newline="")
+    result, _ = run(db, data_dir, src)
+    assert (result["inserted"], result["rejected"]) == (1, 0)
+    assert rows_of(db, "products")["L-1"]["price_cents"] == 150
+    bad = tmp_path / "late_bad.csv"  # row numbers in reasons count the blank lines
+    bad.write_text(blank + "sku,name,price\nL-2,Late,abc\n", encoding="utf-8", newline="")
+    result, _ = run(db, data_dir, bad)
+    assert rejects_reasons(result["rejects_path"], ",")[0].startswith("row 20002, column price")
+    empty = tmp_path / "blank.csv"
+    empty.write_text(blank * 2, encoding="utf-8", newline="")
+    with pytest.raises(ImportFileError, match="blank.csv is empty"):
+        run(db, data_dir, empty)
+
+
+def test_a_file_of_other_columns_fails_with_one_sentence(db: Any, data_dir: Any) -> None:
+    with pytest.raises(ImportFileError) as info:
+        run(db, data_dir, CORPUS / "not_a_products_file.csv")
+    message = str(info.value)
+    assert message.startswith("Nothing was imported: not_a_products_file.csv does not look "
+                              "like a products file, as its first row (")
+    assert message.endswith("; choose the right file, or add a header row naming at least "
+                            "sku and name and price.")
+    assert not re.search(r"[.!?]\s+[A-Z]", message), message  # one sentence
+
+
+def test_a_strict_import_is_all_or_nothing_in_the_engine(make_manager: Any, qtbot: Any,
+                                                         db: Any, tmp_path: Path) -> None:
+    n = 200_000
+    src = tmp_path / "strict.csv"
+    src.write_text("sku,name,price\nR-0000001,Before,1.00\n", encoding="utf-8")
+    manager = make_manager(workers=1)
+    assert wait_final(qtbot, manager, manager.submit(
+        "import_csv", {"path": str(src), "table": "products"})).status is JobStatus.COMPLETED
+    before = rows_of(db, "products")
+    big_file(src, n)
+    params = {"path": str(src), "table": "products", "mode": "strict"}
+    # cancelled while it checks the file: nothing written
+    job_id = manager.submit("import_csv", params)
+    wait_until(qtbot, lambda: (manager.store.get(job_id).message or "").startswith(
+        "Validating"), timeout=60, message="the checking pass")
+    manager.cancel(job_id)
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.CANCELLED
+    assert job.message.startswith("Cancelled before any row was imported: the database is "
+                                  "unchanged")
+    assert rows_of(db, "products") == before
+    # killed in the middle of its write pass (rows written, not committed): nothing stays.
+    # The runner cannot save progress while the import holds the write lock, so the
+    # kill follows the progress signal, which comes first.
+    retry_id = manager.retry(job_id)
+    killed: list[str] = []
+
+    def kill_when_writing(jid: int, _fraction: Any, message: str) -> None:
+        if jid == retry_id and message.startswith("Importing") and not killed:
+            killed.append(message)
+            os.kill(manager.pool.pids()[0], signal.SIGKILL)
+
+    manager.jobProgress.connect(kill_when_writing)
+    job = wait_final(qtbot, manager, retry_id, timeout=60)
+    manager.jobProgress.disconnect(kill_when_writing)
+    assert killed and killed[0].startswith(f"Importing products: row 5,000 of {n + 1:,}")
+    assert job.status is JobStatus.FAILED and job.error.type == "WorkerCrashed"
+    assert rows_of(db, "products") == before
+    # and a retry imports the whole file
+    done = wait_final(qtbot, manager, manager.retry(retry_id), timeout=120)
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert (done.result["inserted"], done.result["updated"]) == (n - 1, 1)
+    assert done.result["resumed_after_row"] == 0
+    assert len(rows_of(db, "products")) == n
+
+
+def test_a_cancelled_import_keeps_its_rows_and_the_retry_goes_on(make_manager: Any,
+                                                                 qtbot: Any, db: Any,
+                                                                 tmp_path: Path) -> None:
+    n = 100_000
+    src = tmp_path / "many.csv"
+    big_file(src, n)
+    manager = make_manager(workers=1)
+    job_id = manager.submit("import_csv", {"path": str(src), "table": "products"})
+    wait_until(qtbot, lambda: manager.store.get(job_id).checkpoint, timeout=60,
+               message="the first committed chunk")
+    manager.cancel(job_id)
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.CANCELLED
+    saved = job.checkpoint
+    kept = len(rows_of(db, "products"))
+    assert kept == saved["inserted"] < n
+    assert job.message == (
+        f"Cancelled after row {saved['records']:,}: {kept:,} new and 0 updated products are "
+        f"imported and stay; retry the job to import the rest (it goes on after row "
+        f"{saved['records']:,}).")
+    retry = wait_final(qtbot, manager, manager.retry(job_id), timeout=120)
+    assert retry.status is JobStatus.COMPLETED, retry.error
+    assert retry.result["resumed_after_row"] == saved["records"]
+    assert retry.result["inserted"] == n
+    assert len(rows_of(db, "products")) == n
+
+
 # ------------------------------------------------------------------ hypothesis
 CELLS = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
@@ -388,25 +594,29 @@ VALUES = st.one_of(
                      "EUR", "eur", "usd", "XXX", "active", "Discontinued", "sold", "7",
                      "1,000", "2.5", "²", "'=1", "'x", "O'Brien", "a\x07b", "line\nbreak",
                      "x" * 65, "x" * 201, "ok@example.com", "Bad@", "yes", "No", "maybe",
-                     "de", "DEU", "=SUM(A1)"]),
+                     "de", "DEU", "=SUM(A1)", "1,234", "1.000", "12,000", "''=x", "' y ",
+                     "-bob@example.com", "'-bob@example.com"]),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(table=st.sampled_from(["products", "customers"]),
-       records=st.lists(st.lists(VALUES, min_size=8, max_size=8), min_size=1, max_size=20))
+       records=st.lists(st.lists(VALUES, min_size=8, max_size=8), min_size=1, max_size=20),
+       numbers=st.sampled_from([UNDECIDED, COMMA, POINT]))
 def test_column_fast_paths_agree_with_the_one_by_one_parsers(table: str,
-                                                             records: list[list[str]]) -> None:
+                                                             records: list[list[str]],
+                                                             numbers: NumberStyle) -> None:
     spec = SPECS[table]
     fmt = _format_for(spec)
     rows = list(range(2, 2 + len(records)))
-    fast_cols, fast_problems = BatchValidator(spec, fmt)(rows, [list(r) for r in records])
-    slow_cols, slow_problems = BatchValidator(spec, fmt, fast=False)(rows,
-                                                                     [list(r) for r in records])
+    fast_cols, fast_problems = BatchValidator(spec, fmt, numbers=numbers)(
+        rows, [list(r) for r in records])
+    slow_cols, slow_problems = BatchValidator(spec, fmt, fast=False, numbers=numbers)(
+        rows, [list(r) for r in records])
     assert fast_problems == slow_problems
     for i, record in enumerate(records):
-        values, problems = validate_row(spec, fmt, rows[i], record)
+        values, problems = validate_row(spec, fmt, rows[i], record, numbers)
         assert problems == slow_problems.get(i, [])
         if values is not None:
             assert tuple(col[i] for col in fast_cols) == values

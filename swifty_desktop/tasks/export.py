@@ -7,11 +7,15 @@ format).  CSV is UTF-8 with a byte-order mark, so Excel shows accents correctly,
 with the column names :mod:`swifty_desktop.tasks.import_csv` expects, so that an
 export imports back unchanged.
 
-Text that a spreadsheet would run as a formula is never written as one: in XLSX a
-cell starting with ``=`` is stored as a text cell (with Excel's quote prefix); in
-CSV, where any text is re-parsed on opening, text starting with ``=``, ``+``,
-``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's
-advice), which the import removes again.
+Text that a spreadsheet would run as a formula is never written as one.  The
+triggers are ``=``, ``+``, ``-``, ``@``, a tab and a carriage return as the first
+character (OWASP's list).  In XLSX such text is a text cell with Excel's quote
+prefix, so it stays text even after the cell is edited.  In CSV, where every value
+is re-parsed on opening, it gets a leading apostrophe (OWASP's advice); so do text
+with leading or trailing white space (which the import would otherwise trim) and
+text whose apostrophes are followed by either, so that the import's
+:func:`~swifty_desktop.tasks.import_csv.unguard` gives back exactly what was
+exported (``'=x`` is written ``''=x``; ``It's`` as it is).
 
 The column lists here are the contract between export and import.
 """
@@ -30,6 +34,7 @@ TABLES = ("products", "customers", "orders")
 FORMATS = ("xlsx", "csv")
 # first characters that make a spreadsheet treat text as a formula (OWASP CSV injection)
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+TRIGGER_CHARS = "".join(FORMULA_TRIGGERS)  # for a fast ``ch in TRIGGER_CHARS``
 ROWS_PER_STEP = 2000  # rows fetched per round trip; progress and cancellation in between
 
 
@@ -116,11 +121,23 @@ def money_text(cents: int | None) -> str:
     return f"{sign}{units}.{rest:02d}"
 
 
+def needs_guard(text: str) -> bool:
+    """Whether :func:`csv_safe` prefixes ``text`` with an apostrophe: it starts (after
+    any apostrophes) with a formula trigger or white space, or it ends with white space."""
+    if not text:
+        return False
+    if text[-1].isspace():
+        return True
+    rest = text.lstrip("'")
+    return bool(rest) and (rest[0] in FORMULA_TRIGGERS or rest[0].isspace())
+
+
 def csv_safe(text: str | None) -> str:
-    """Text a spreadsheet will show as written: a formula-like value gets an apostrophe."""
+    """Text a spreadsheet shows as written and the import reads back unchanged: a
+    formula-like value (or one the import would trim) gets a leading apostrophe."""
     if not text:
         return ""
-    return "'" + text if text[0] in FORMULA_TRIGGERS else text
+    return "'" + text if needs_guard(text) else text
 
 
 def money_format(currency: str) -> str:
@@ -286,7 +303,7 @@ def write_csv(path: Path, table: str, batches: Any, step: Callable[[int], None])
         writer = csv.writer(fh)
         writer.writerow([c.name for c in COLUMNS[table]])
         for batch in batches:
-            writer.writerows([[f(v) for f, v in zip(convs, row)] for row in batch])
+            writer.writerows([[f(v) for f, v in zip(convs, row, strict=False)] for row in batch])
             n += len(batch)
             step(n)
     return n
@@ -325,7 +342,7 @@ class _XlsxCells:
         return cell
 
     def text(self, col: int, value: str) -> Any:
-        """A cell that holds ``value`` as text even though it starts with '='."""
+        """A cell that holds ``value`` as text although it starts like a formula."""
         cell = self._plain.get((col, "@text"))
         if cell is None:
             cell = self._make(self._ws)
@@ -391,7 +408,7 @@ def write_xlsx(path: Path, table: str, batches: Any, step: Callable[[int], None]
             for i in text_cols:
                 v = values[i]
                 if v:
-                    if v[0] == "=":
+                    if v[0] in TRIGGER_CHARS:
                         values[i] = cells.text(i, _xlsx_text(v))
                     elif not v.isprintable():
                         values[i] = _xlsx_text(v)

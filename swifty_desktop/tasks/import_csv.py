@@ -45,6 +45,7 @@ import datetime as dt
 import hashlib
 import io
 import itertools
+import operator
 import os
 import re
 import time
@@ -52,10 +53,18 @@ import unicodedata
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from swifty_desktop.tasks.base import Action, Context, Param, RetryPolicy, TaskError, task
-from swifty_desktop.tasks.export import FORMULA_TRIGGERS, csv_safe
+from swifty_desktop.tasks.base import (
+    Action,
+    Context,
+    JobCancelled,
+    Param,
+    RetryPolicy,
+    TaskError,
+    task,
+)
+from swifty_desktop.tasks.export import FORMULA_TRIGGERS, csv_safe, needs_guard
 
 TABLES = ("products", "customers")
 MODES = ("skip_invalid", "strict")
@@ -68,7 +77,9 @@ MIN_BATCH_ROWS, MAX_BATCH_ROWS = 100, 25000
 # engine and the GUI write to the same SQLite file; ~100 ms is the most they should wait)
 TARGET_TX_S = 0.04
 STRICT_EXAMPLES = 5
-CHECKPOINT_VERSION = 1
+STRICT_BATCH_ROWS = 5000  # a strict import's write pass is one transaction: no adapting
+# 2: a strict import saves one checkpoint, with its commit (1 saved one per batch)
+CHECKPOINT_VERSION = 2
 
 # ISO 4217 codes in use (2024), plus a few funds codes that show up in price lists.
 ISO_4217 = frozenset("""
@@ -88,9 +99,6 @@ _EMAIL = re.compile(
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAK = re.compile(r"[\r\n\t]")
 _PLAIN_MONEY = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,2})?")
-_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
-_THOUSANDS = re.compile(r"[0-9]{1,3}(?:([.,'])[0-9]{3})(?:\1[0-9]{3})*")
-_WHOLE_DECIMAL = re.compile(r"[0-9]+[.,]0+")
 _SEP_LINE = re.compile(r"\s*sep=(.)\s*", re.IGNORECASE)
 
 
@@ -108,20 +116,34 @@ def _show(raw: str, limit: int = 40) -> str:
     return repr(text) if not text.isprintable() else f"'{text}'"
 
 
-def unescape_formula(value: str) -> str:
-    """Undo the export's formula guard: "'=SUM(A1)" reads back as "=SUM(A1)"."""
-    if len(value) > 1 and value[0] == "'" and value[1] in FORMULA_TRIGGERS:
-        return value[1:]
-    return value
+def unguard(cell: str) -> str:
+    """One cell as the import reads it: surrounding spaces trimmed, and the export's
+    guard apostrophe removed again (the exact inverse of
+    :func:`swifty_desktop.tasks.export.csv_safe`): "'=SUM(A1)" reads back as
+    "=SUM(A1)", "' padded " as " padded ", "''=x" as "'=x"; "It's" stays as it is.
+    """
+    text = cell.lstrip()
+    if text[:1] == "'" and needs_guard(text[1:]):
+        return text[1:]
+    return cell.strip()
+
+
+def unguard_column(cells: Sequence[str]) -> list[str]:
+    """:func:`unguard` for a column of cells (fast when none starts with an apostrophe)."""
+    vals = list(map(str.strip, cells))
+    if "'" in "".join(v[:1] for v in vals):
+        for i, v in enumerate(vals):
+            if v[:1] == "'":
+                vals[i] = unguard(cells[i])
+    return vals
 
 
 def parse_text(max_len: int, single_line: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = unescape_formula(raw)
+    def parse(value: str) -> str:
         if _CONTROL.search(value):
-            raise Invalid(f"{_show(raw)} contains control characters")
+            raise Invalid(f"{_show(value)} contains control characters")
         if single_line and _LINE_BREAK.search(value):
-            raise Invalid(f"{_show(raw)} contains a line break or tab")
+            raise Invalid(f"{_show(value)} contains a line break or tab")
         if len(value) > max_len:
             raise Invalid(f"is {len(value)} characters long; at most {max_len} are allowed")
         return value
@@ -129,65 +151,210 @@ def parse_text(max_len: int, single_line: bool = False) -> Callable[[str], str]:
     return parse
 
 
-def _normalise_number(raw: str) -> str:
-    """'1.234,50' / '1,234.50' / '1 234,5' / '€ 12' -> '1234.50' style text."""
-    text = raw.replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace("'", "")
-    text = text.strip("€$£")
-    if "," in text and "." in text:
-        # the last separator is the decimal one; the other groups thousands
-        if text.rfind(",") > text.rfind("."):
-            text = text.replace(".", "").replace(",", ".")
-        else:
-            text = text.replace(",", "")
-    elif "," in text:
-        head, _, tail = text.rpartition(",")
-        if text.count(",") == 1 and len(tail) != 3:
-            text = head + "." + tail  # decimal comma: 12,5 or 12,50
-        else:
-            text = text.replace(",", "")  # thousands: 1,234 or 1,234,567
-    return text
+# ------------------------------------------------------------------ numbers
+@dataclasses.dataclass(frozen=True)
+class NumberStyle:
+    """A file's decimal separator, decided once for the whole file (see :func:`prescan`).
+
+    ``decimal`` is "," or ".", or None when the file does not tell; ``why`` says how
+    it was decided, as a clause for the reasons of rejected values.  Only a value
+    like ``1,234`` or ``1.000`` (one separator, one to three digits before it and
+    exactly three after) needs it: every other way of writing a number shows by
+    itself which separator is the decimal one (``12,50``, ``1.234,56``, ``1,234.5``).
+    """
+
+    decimal: str | None
+    why: str
 
 
-def parse_money(raw: str) -> int:
-    """Text -> integer cents, exactly; raises Invalid for negatives or > 2 decimals."""
-    text = raw if _PLAIN_MONEY.fullmatch(raw) else _normalise_number(raw)
+UNDECIDED = NumberStyle(None, "nothing else in the file shows whether its decimal separator "
+                              "is a comma or a point")
+_SEP_NAME = {",": "comma", ".": "point"}
+_NUMBER_NOISE = str.maketrans("", "", "\u00a0\u202f '")  # grouping spaces and apostrophes
+_GROUPED = {",": re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+"),
+            ".": re.compile(r"[0-9]{1,3}(?:\.[0-9]{3})+")}
+
+
+class _Number(NamedTuple):
+    sign: str
+    whole: str
+    frac: str
+    shows: str | None  # the decimal separator the value's own shape shows, if any
+    ambiguous: str  # "1,234" / "1.000": the separator that could be either, else ""
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def read_number(raw: str, symbols: bool = True) -> _Number | None:
+    """Split a written number into sign, whole and fraction digits (None: not a number).
+
+    Spaces, no-break spaces and apostrophes group thousands; with ``symbols`` a
+    currency sign before or after is ignored.  With both "," and "." the last one is
+    the decimal separator and the other must group by threes; several of one kind
+    group thousands.  A lone separator is the decimal one unless the value is
+    ambiguous (``1,234``): then ``ambiguous`` names it, ``whole``/``frac`` are the
+    digits before and after it, and the caller decides with the file's
+    :class:`NumberStyle`.
+    """
+    text = raw.translate(_NUMBER_NOISE)
+    if symbols:
+        text = text.strip("€$£")
     sign = ""
     if text[:1] in ("+", "-"):
         sign, text = text[0], text[1:]
-    m = _DECIMAL.fullmatch(text)
-    if m is None:
+    comma, dot = text.count(","), text.count(".")
+    if not comma and not dot:
+        return _Number(sign, text, "", None, "") if _digits(text) else None
+    if comma and dot:
+        dec = "," if text.rfind(",") > text.rfind(".") else "."
+        head, _, frac = text.rpartition(dec)
+        if not (_GROUPED["." if dec == "," else ","].fullmatch(head) and _digits(frac)):
+            return None
+        return _Number(sign, head.translate({44: None, 46: None}), frac, dec, "")
+    sep = "," if comma else "."
+    if comma + dot > 1:
+        if not _GROUPED[sep].fullmatch(text):
+            return None
+        return _Number(sign, text.replace(sep, ""), "", "." if sep == "," else ",", "")
+    head, _, tail = text.partition(sep)
+    if not (_digits(head) and _digits(tail)):
+        return None
+    if len(tail) == 3 and len(head) <= 3 and head[0] != "0":
+        return _Number(sign, head, tail, None, sep)
+    return _Number(sign, head, tail, sep, "")
+
+
+def _ambiguous(raw: str, n: _Number, numbers: NumberStyle, what: str) -> Invalid:
+    sep = _SEP_NAME[n.ambiguous]
+    return Invalid(f"{_show(raw)}: the {sep} could be a thousands separator or the decimal "
+                   f"{sep}, and {numbers.why}; write {what} without thousands separators "
+                   f"(such as {n.whole}{n.frac})")
+
+
+def parse_money(raw: str, numbers: NumberStyle = UNDECIDED) -> int:
+    """Text -> integer cents, exactly; raises Invalid for negatives, > 2 decimals, or a
+    value whose meaning depends on a decimal separator ``numbers`` does not decide."""
+    if _PLAIN_MONEY.fullmatch(raw):
+        whole, _, frac = raw.partition(".")
+        return int(whole) * 100 + int(frac.ljust(2, "0"))
+    n = read_number(raw)
+    if n is None:
         raise Invalid(f"{_show(raw)} is not an amount (write digits, e.g. 12.50)")
-    whole, frac = m.group(1), m.group(2) or ""
+    whole, frac = n.whole, n.frac
+    if n.ambiguous:
+        if numbers.decimal is None:
+            raise _ambiguous(raw, n, numbers, "amounts")
+        if numbers.decimal != n.ambiguous:
+            whole, frac = whole + frac, ""
+        else:
+            raise Invalid(
+                f"{_show(raw)} has more than 2 decimal places: the {_SEP_NAME[n.ambiguous]} "
+                f"is read as the decimal separator, as {numbers.why}; write at most 2 "
+                f"decimals, and no thousands separators (such as {whole}{frac})")
     if len(frac) > 2:
         raise Invalid(f"{_show(raw)} has more than 2 decimal places (for thousands, write "
                       "the amount without separators, e.g. 1234.50)")
     if len(whole) > 11:
         raise Invalid(f"{_show(raw)} is too large")
     cents = int(whole) * 100 + int(frac.ljust(2, "0"))
-    if sign == "-" and cents:
+    if n.sign == "-" and cents:
         raise Invalid(f"{_show(raw)} is negative; a price cannot be below 0")
     return cents
 
 
-def parse_count(raw: str) -> int:
-    """Text -> a whole number >= 0 ('1,000', '1.000' and '12.0' are read too)."""
-    text = raw
-    if not (text.isascii() and text.isdigit()):
-        text = raw.replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
-        sign = ""
-        if text[:1] in ("+", "-"):
-            sign, text = text[0], text[1:]
-        if _THOUSANDS.fullmatch(text):
-            text = re.sub(r"[.,']", "", text)
-        elif _WHOLE_DECIMAL.fullmatch(text):
-            text = re.split(r"[.,]", text)[0]
-        if not text.isdigit() or not text.isascii():
+def parse_count(raw: str, numbers: NumberStyle = UNDECIDED) -> int:
+    """Text -> a whole number >= 0 ('1 000', '12.0' are read too; '1,000' and '1.000'
+    as the file's decimal separator decides, see :class:`NumberStyle`)."""
+    if _digits(raw):
+        whole = raw
+    else:
+        n = read_number(raw, symbols=False)
+        if n is None:
             raise Invalid(f"{_show(raw)} is not a whole number")
-        if sign == "-" and int(text):
+        whole, frac = n.whole, n.frac
+        if n.ambiguous:
+            if numbers.decimal is None:
+                raise _ambiguous(raw, n, numbers, "whole numbers")
+            if numbers.decimal == n.ambiguous:
+                # '1,000' would be 1 here: a stock never has a 3-digit decimal part, so
+                # it is much more likely a thousands separator from another locale
+                raise Invalid(
+                    f"{_show(raw)} is not a whole number: the {_SEP_NAME[n.ambiguous]} is "
+                    f"read as the decimal separator, as {numbers.why}; write whole numbers "
+                    f"without separators (such as {whole}{frac})")
+            whole, frac = whole + frac, ""
+        if frac.strip("0"):
+            raise Invalid(f"{_show(raw)} is not a whole number")
+        if n.sign == "-" and int(whole):
             raise Invalid(f"{_show(raw)} is negative; stock cannot be below 0")
-    if len(text) > 10 or int(text) > 2_000_000_000:
+    if len(whole) > 10 or int(whole) > 2_000_000_000:
         raise Invalid(f"{_show(raw)} is too large")
-    return int(text)
+    return int(whole)
+
+
+_PLAIN_POINT_LINES = re.compile(r"(?:(?:[0-9]+(?:\.[0-9]{1,2})?)?\n)*(?:[0-9]+(?:\.[0-9]{1,2})?)?")
+_PLAIN_COMMA_LINES = re.compile(r"(?:(?:[0-9]+(?:,[0-9]{1,2})?)?\n)*(?:[0-9]+(?:,[0-9]{1,2})?)?")
+
+
+class NumberEvidence:
+    """Collects, from the number columns of a whole file, which decimal separator its
+    values show by themselves (``12,50`` shows a comma, ``3.75`` a point), and
+    decides the file's :class:`NumberStyle` from that, or from the delimiter."""
+
+    def __init__(self, columns: Sequence[int]) -> None:
+        self.columns = list(columns)
+        self.seen: dict[str, str] = {}  # separator -> an example value showing it
+
+    def reset(self) -> None:
+        self.seen.clear()
+
+    def feed(self, records: list[list[str]]) -> None:
+        if len(self.seen) == 2 or not records:
+            return
+        for idx in self.columns:
+            try:
+                vals = list(map(operator.itemgetter(idx), records))
+            except IndexError:  # short rows: their missing cells are empty
+                vals = [r[idx] if len(r) > idx else "" for r in records]
+            joined = "\n".join(vals)
+            has_comma, has_dot = "," in joined, "." in joined
+            if not has_comma and not has_dot:
+                continue
+            # the usual files, in one regex: plain numbers with one kind of decimal
+            if not has_comma and "." not in self.seen and _PLAIN_POINT_LINES.fullmatch(joined):
+                self.seen["."] = next(v for v in vals if "." in v)
+                continue
+            if not has_dot and "," not in self.seen and _PLAIN_COMMA_LINES.fullmatch(joined):
+                self.seen[","] = next(v for v in vals if "," in v)
+                continue
+            for value in set(vals):
+                n = read_number(value.strip())
+                if n is not None and n.shows and n.shows not in self.seen:
+                    self.seen[n.shows] = value.strip()
+                    if len(self.seen) == 2:
+                        return
+
+    def decide(self, delimiter: str) -> NumberStyle:
+        comma, point = self.seen.get(","), self.seen.get(".")
+        if comma is not None and point is not None:
+            return NumberStyle(None, f"the file writes both decimal commas, such as "
+                                     f"{_show(comma)}, and decimal points, such as "
+                                     f"{_show(point)}")
+        if comma is not None:
+            return NumberStyle(",", f"the file writes decimal commas elsewhere, such as "
+                                    f"{_show(comma)}")
+        if point is not None:
+            return NumberStyle(".", f"the file writes decimal points elsewhere, such as "
+                                    f"{_show(point)}")
+        if delimiter == ";":
+            return NumberStyle(",", "the file is semicolon-separated (Excel saves CSV that way "
+                                    "where the decimal separator is a comma)")
+        if delimiter == ",":
+            return NumberStyle(".", "the file is comma-separated (spreadsheets save CSV that "
+                                    "way where the decimal separator is a point)")
+        return UNDECIDED
 
 
 def parse_currency(raw: str) -> str:
@@ -251,7 +418,6 @@ _MONEY_LINES = re.compile(r"(?:[0-9]{1,11}(?:\.[0-9]{1,2})?\n)*[0-9]{1,11}(?:\.[
 _EMAIL_ONE = (r"(?=[^@\n]{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
               r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 _EMAIL_LINES = re.compile(rf"(?:{_EMAIL_ONE}\n)*{_EMAIL_ONE}")
-_ESCAPED_FORMULA = re.compile(r"\n'[=+\-@\t\r]")
 
 
 def fast_text(max_len: int, single_line: bool, required: bool
@@ -261,8 +427,6 @@ def fast_text(max_len: int, single_line: bool, required: bool
         if _CONTROL.search(joined) or (single_line and _LINE_BREAK.search(joined)):
             return None
         if max(map(len, vals)) > max_len:
-            return None
-        if "'" in joined and _ESCAPED_FORMULA.search("\n" + "\n".join(vals)):
             return None
         if "" in vals:
             return None if required else [v or None for v in vals]
@@ -320,11 +484,14 @@ class Field:
 
     name: str
     column: str  # the database column it fills
-    parse: Callable[[str], Any]  # one stripped, non-empty value -> stored value, or Invalid
+    # one read (see unguard), non-empty value -> stored value, or Invalid; a number
+    # field's parser also takes the file's NumberStyle
+    parse: Callable[..., Any]
     fast: Callable[[list[str]], list[Any] | None]  # a whole column at once, or None
     required: bool = False
     default: Any = None  # for new rows when the cell is empty or the column absent
     aliases: tuple[str, ...] = ()
+    number: bool = False  # its value depends on the file's decimal separator
 
     def matches(self) -> tuple[str, ...]:
         return (norm_header(self.name), *(norm_header(a) for a in self.aliases))
@@ -375,12 +542,12 @@ SPECS: dict[str, TableSpec] = {
             _text("category", "category", 100, default="",
                   aliases=("product category", "group", "product group")),
             Field("price", "price_cents", parse_money, fast_money, required=True,
-                  aliases=("unit price", "sales price", "retail price")),
+                  aliases=("unit price", "sales price", "retail price"), number=True),
             _lookup("currency", "currency", parse_currency, default="EUR",
                     aliases=("currency code", "ccy", "cur")),
             Field("stock", "stock", parse_count, fast_count, default=0,
                   aliases=("qty", "quantity", "on hand", "stock qty", "in stock",
-                           "inventory")),
+                           "inventory"), number=True),
             _text("supplier", "supplier", 120, default="",
                   aliases=("vendor", "manufacturer")),
             _lookup("status", "status", parse_status, default="active", aliases=("state",)),
@@ -465,7 +632,7 @@ def check_file(path: Path) -> tuple[int, str, str]:
             "that you may read it and that no other program has it locked.") from None
     with fh:
         head = fh.read(SNIFF_BYTES)
-        if not head.strip(b" \t\r\n\xef\xbb\xbf\x00\xff\xfe"):
+        if not _has_content(head, fh):
             raise ImportFileError(
                 f"Nothing was imported: {name} is empty; choose a CSV file with a header row "
                 "and at least one data row.")
@@ -505,6 +672,20 @@ def check_file(path: Path) -> tuple[int, str, str]:
     return st.st_size, codec, label
 
 
+_BLANK_BYTES = b" \t\r\n\xef\xbb\xbf\x00\xff\xfe"  # white space, NULs, byte-order marks
+
+
+def _has_content(head: bytes, fh: Any) -> bool:
+    """Whether the file holds anything but blank bytes (``head`` is its start; the rest
+    is read from ``fh`` only while everything so far was blank)."""
+    block = head
+    while block:
+        if block.translate(None, _BLANK_BYTES):
+            return True
+        block = fh.read(SCAN_BLOCK)
+    return False
+
+
 def _scan(fh: Any, codec: str, check_nul: bool) -> tuple[str, int] | None:
     """Decode the whole file once: None if fine, else ("nul" | "decode", byte offset)."""
     decoder = codecs.getincrementaldecoder(codec)("strict")
@@ -539,11 +720,17 @@ def inspect_file(path: Path, spec: TableSpec) -> FileFormat:
     size, codec, label = check_file(path)
     name = _label(path)
     with open(path, encoding=codec, newline="", errors="replace") as fh:
-        sample = fh.read(SNIFF_BYTES)
+        # blank lines before the header (any number of them) are records of their own
+        blank_lines = 0
+        line = fh.readline()
+        while line and not line.strip():
+            blank_lines += 1
+            line = fh.readline()
+        sample = line + fh.read(SNIFF_BYTES)
     sep_line = False
     forced: str | None = None
     first_line = sample.split("\n", 1)[0].rstrip("\r")
-    m = _SEP_LINE.fullmatch(first_line)
+    m = _SEP_LINE.fullmatch(first_line) if not blank_lines else None
     if m:
         forced, sep_line = m.group(1), True
         sample = sample.split("\n", 1)[1] if "\n" in sample else ""
@@ -558,8 +745,7 @@ def inspect_file(path: Path, spec: TableSpec) -> FileFormat:
             best = candidate
     assert best is not None
     score, _, delimiter, header, header_row = best
-    if sep_line:
-        header_row += 1
+    header_row += blank_lines + (1 if sep_line else 0)
     if not header:
         raise ImportFileError(f"Nothing was imported: {name} has no header row; the first "
                               "row must name the columns (" + ", ".join(
@@ -568,9 +754,10 @@ def inspect_file(path: Path, spec: TableSpec) -> FileFormat:
         (", …" if len(header) > 12 else "")
     if score == 0:
         raise ImportFileError(
-            f"Nothing was imported: {name} does not look like a {spec.name} file; its first "
-            f"row ({shown}) names none of the columns {', '.join(f.name for f in spec.fields)}."
-            f" Add a header row with at least {', '.join(spec.required)}.")
+            f"Nothing was imported: {name} does not look like a {spec.name} file, as its "
+            f"first row ({shown}) names none of the columns "
+            f"{', '.join(f.name for f in spec.fields)}; choose the right file, or add a "
+            f"header row naming at least {' and '.join(spec.required)}.")
     mapping: dict[str, int] = {}
     ignored: list[str] = []
     ro: list[str] = []
@@ -634,12 +821,18 @@ class _Reader:
         self.count += len(batch)
         return batch
 
-    def skip_all(self, every: Callable[[], Any]) -> int:
-        """Parse to the end, keeping nothing (``count`` is not kept up); return the
-        number of physical lines.  ``every()`` runs every 20,000 records."""
+    def skip_all(self, every: Callable[[], Any],
+                 evidence: NumberEvidence | None = None) -> int:
+        """Parse to the end, keeping nothing but what ``evidence`` collects (``count``
+        is not kept up); return the number of physical lines.  ``every()`` runs every
+        20,000 records."""
         while True:
             before = self._reader.line_num
-            collections.deque(itertools.islice(self._reader, 20000), maxlen=0)
+            chunk = itertools.islice(self._reader, 20000)
+            if evidence is not None and evidence.columns:
+                evidence.feed(list(chunk))
+            else:
+                collections.deque(chunk, maxlen=0)
             if self._reader.line_num == before:
                 return self.lines
             every()
@@ -656,13 +849,15 @@ class _Reader:
         self._text.close()
 
 
-def prescan(fmt: FileFormat, ctx: Context, start: float, span: float) -> tuple[int, list[str]]:
+def prescan(fmt: FileFormat, ctx: Context, start: float, span: float,
+            evidence: NumberEvidence | None = None) -> tuple[int, list[str]]:
     """Parse the whole file once, before anything is written.
 
     Returns the number of physical lines (an estimate of the rows, for progress) and
-    warnings.  Raises ImportFileError for a quoted value that never closes (it would
-    swallow the rest of the file) or a value too long to be real; a stray quote
-    inside a value is read leniently, with a warning naming its row.
+    warnings; ``evidence`` collects how the file writes its numbers on the way.
+    Raises ImportFileError for a quoted value that never closes (it would swallow
+    the rest of the file) or a value too long to be real; a stray quote inside a
+    value is read leniently, with a warning naming its row.
     """
     name = _label(fmt.path)
     failure = ""
@@ -674,7 +869,7 @@ def prescan(fmt: FileFormat, ctx: Context, start: float, span: float) -> tuple[i
                      f"Checking {name}: {reader.lines:,} lines read")
 
     try:
-        return reader.skip_all(step), []
+        return reader.skip_all(step, evidence), []
     except csv.Error as exc:
         failure, line = str(exc), reader.lines
     finally:
@@ -691,8 +886,10 @@ def prescan(fmt: FileFormat, ctx: Context, start: float, span: float) -> tuple[i
             f"{bad_row:,} is never closed, so the rest of the file would be read as one "
             "value; add the missing closing quote (\") and import it again.")
     reader = _Reader(fmt, strict=False)
+    if evidence is not None:
+        evidence.reset()
     try:
-        lines = reader.skip_all(ctx.check_cancelled)
+        lines = reader.skip_all(ctx.check_cancelled, evidence)
         return lines, [f"row {bad_row:,} has a stray quote (\") inside a value; it was "
                        "read as the csv module reads it: check that row"]
     except csv.Error as exc:
@@ -780,7 +977,7 @@ class KeyIndex:
         return repeats
 
     def _grow(self, need: int = 0) -> None:
-        old = [(h, r) for h, r in zip(self._hashes, self._rows) if h]
+        old = [(h, r) for h, r in zip(self._hashes, self._rows, strict=True) if h]
         cap = (self._mask + 1) * 2
         while cap < need * 2:
             cap *= 2
@@ -802,12 +999,14 @@ class BatchValidator:
 
     Returns one list per field (the stored values; None for an empty cell or an
     absent column) and the problems found, by position in the batch, each naming
-    row, column and what is wrong.
+    row, column and what is wrong.  Number fields read ``1,234`` as ``numbers``
+    (the file's decimal separator) says.
     """
 
-    def __init__(self, spec: TableSpec, fmt: FileFormat, *, fast: bool = True) -> None:
+    def __init__(self, spec: TableSpec, fmt: FileFormat, *, fast: bool = True,
+                 numbers: NumberStyle = UNDECIDED) -> None:
         self.width = len(fmt.header)
-        self.plan = [(f, fmt.mapping.get(f.name)) for f in spec.fields]
+        self.plan = [(_bind(f, numbers), fmt.mapping.get(f.name)) for f in spec.fields]
         self.fast = fast
 
     def __call__(self, rows: Sequence[int], records: list[list[str]]
@@ -829,12 +1028,12 @@ class BatchValidator:
                                        "the delimiter needs quotes)"]
                     records[i] = rec[:width]
         columns: list[list[Any]] = []
-        by_column = list(zip(*records)) if n else []
+        by_column = list(zip(*records, strict=False)) if n else []
         for field, idx in self.plan:
             if idx is None:
                 columns.append([None] * n)
                 continue
-            vals = list(map(str.strip, by_column[idx]))
+            vals = unguard_column(by_column[idx])
             out = field.fast(vals) if n and self.fast else None
             if out is None:
                 out = self._one_by_one(field, vals, rows, problems)
@@ -861,10 +1060,19 @@ class BatchValidator:
         return out
 
 
-def validate_row(spec: TableSpec, fmt: FileFormat, row: int, record: list[str]
+def _bind(field: Field, numbers: NumberStyle) -> Field:
+    if not field.number:
+        return field
+    parse = field.parse
+    return dataclasses.replace(field, parse=lambda raw: parse(raw, numbers))
+
+
+def validate_row(spec: TableSpec, fmt: FileFormat, row: int, record: list[str],
+                 numbers: NumberStyle = UNDECIDED
                  ) -> tuple[tuple[Any, ...] | None, list[str]]:
     """One record through the field parsers only (the reference the fast checks match)."""
-    columns, problems = BatchValidator(spec, fmt, fast=False)([row], [list(record)])
+    columns, problems = BatchValidator(spec, fmt, fast=False, numbers=numbers)(
+        [row], [list(record)])
     if problems:
         return None, problems[0]
     return tuple(col[0] for col in columns), []
@@ -893,6 +1101,15 @@ def check_batch(validator: BatchValidator, keys: KeyIndex, key_pos: int, key_nam
     return columns, problems, blank, len(first_rows)
 
 
+def rejects_cell(cell: str) -> str:
+    """A rejected cell for the rejects file: as it was in the file, unless a spreadsheet
+    would run it as a formula; then as the import read it, guarded.  Either way,
+    importing the rejects file reads the same value as the first import did."""
+    if cell[:1] in FORMULA_TRIGGERS or cell.lstrip()[:1] in FORMULA_TRIGGERS:
+        return csv_safe(unguard(cell))
+    return cell
+
+
 class _Rejects:
     """The rejects CSV: the original header plus a reason column, opened on first use."""
 
@@ -917,8 +1134,8 @@ class _Rejects:
             self.path = self._ctx.output_path(f"{stem}.rejects.csv")
             self._fh = open(self.path, "w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._fh, delimiter=self._fmt.delimiter)
-            self._writer.writerow([csv_safe(h) for h in self._header])
-        row = [csv_safe(v) for v in fields]
+            self._writer.writerow([rejects_cell(h) for h in self._header])
+        row = [rejects_cell(v) for v in fields]
         if len(row) < len(self._header):
             row += [""] * (len(self._header) - len(row))
         row[self._reason_at] = csv_safe(reason)
@@ -932,11 +1149,14 @@ class _Rejects:
 
 # ------------------------------------------------------------------ database
 class _Writer:
-    """Upserts batches of validated rows, one short transaction per batch.
+    """Upserts batches of validated rows: one short transaction per batch (:meth:`write`),
+    or all of them in the caller's transaction (:meth:`write_in`, a strict import).
 
-    Rows go to the DB-API driver as plain tuples (``exec_driver_sql``) of a statement
-    SQLAlchemy compiled for this database: without SQLAlchemy's per-row parameter
-    processing, which costs more than the insert itself.
+    Customers are matched on the e-mail address in any case (the import stores it in
+    lower case; a row another program stored as ``Anna@X.com`` is updated, keeping
+    that spelling).  Rows go to the DB-API driver as plain tuples (``exec_driver_sql``)
+    of a statement SQLAlchemy compiled for this database: without SQLAlchemy's
+    per-row parameter processing, which costs more than the insert itself.
     """
 
     def __init__(self, engine: Any, spec: TableSpec, fmt: FileFormat, stamp: dt.datetime,
@@ -951,6 +1171,8 @@ class _Writer:
         self.key_pos = spec.key_pos
         key_col = t.c[spec.field(spec.key).column]
         self.table_was_empty = table_was_empty
+        self.fold_case = spec.name == "customers"
+        self._spellings: dict[str, str] | None = None
         dialect = engine.dialect
         process = t.c[spec.stamp].type.dialect_impl(dialect).bind_processor(dialect)
         self.stamp = process(stamp) if process else stamp
@@ -1017,13 +1239,34 @@ class _Writer:
                 state = dict(state, table_was_empty=False)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def write_in(self, conn: Any, columns: list[list[Any]], state: dict[str, Any]
+                 ) -> dict[str, Any]:
+        """Upsert the rows in the caller's open write transaction; return the new state."""
+        new = dict(state)
+        prepared = self._prepare_insert(columns) if self.table_was_empty else None
+        ins, upd = self._write(conn, columns, prepared)
+        new["inserted"] += ins
+        new["updated"] += upd
+        return new
+
+    def _other_spellings(self, conn: Any) -> dict[str, str]:
+        """Stored keys that are not in lower case, by their lower-case form (read once:
+        the import itself only adds lower-case e-mail addresses)."""
+        from sqlalchemy import func, select
+
+        if self._spellings is None:
+            self._spellings = {k.lower(): k for k in conn.execute(
+                select(self.key_col).where(self.key_col != func.lower(self.key_col)))
+                .scalars()}
+        return self._spellings
+
     def _prepare_insert(self, columns: list[list[Any]]) -> Any:
         """Driver arguments inserting every row (built before the write lock is taken)."""
         n = len(columns[0]) if columns else 0
         if not n:
             return []
         filled = [col if None not in col else [d if v is None else v for v in col]
-                  for col, d in zip(columns, self.defaults)]
+                  for col, d in zip(columns, self.defaults, strict=False)]
         return self._arguments(self.insert, self.insert_slots, filled, n)
 
     def _write(self, conn: Any, columns: list[list[Any]], prepared: Any) -> tuple[int, int]:
@@ -1042,6 +1285,10 @@ class _Writer:
             existing.update(conn.execute(
                 select(self.key_col).where(self.key_col.in_(keys[start:start + 5000])))
                 .scalars())
+        respelled: dict[str, str] = {}  # key in the file -> its spelling in the table
+        if self.fold_case and (other := self._other_spellings(conn)):
+            respelled = {k: other[k] for k in keys if k not in existing and k in other}
+            existing.update(respelled)
         if not existing:
             conn.exec_driver_sql(self.insert[0], self._prepare_insert(columns))
             return n, 0
@@ -1052,6 +1299,8 @@ class _Writer:
             conn.exec_driver_sql(self.insert[0], self._prepare_insert(new_cols))
         if self.update is not None:
             old_cols = [[col[i] for i in old_idx] for col in columns]
+            if respelled:
+                old_cols[self.key_pos] = [respelled.get(k, k) for k in old_cols[self.key_pos]]
             conn.exec_driver_sql(self.update[0], self._arguments(
                 self.update, self.update_slots, old_cols, len(old_idx)))
         return len(new_idx), len(old_idx)
@@ -1060,18 +1309,22 @@ class _Writer:
                    columns: list[list[Any]], n: int) -> Any:
         _sql, names, positional = stmt
         stamp = [self.stamp] * n
-        rows = list(zip(*[columns[s] if s >= 0 else stamp for s in slots]))
-        return rows if positional else [dict(zip(names, r)) for r in rows]
+        rows = list(zip(*[columns[s] if s >= 0 else stamp for s in slots], strict=False))
+        return rows if positional else [dict(zip(names, r, strict=False)) for r in rows]
 
 
-def _table_is_empty(engine: Any, spec: TableSpec) -> bool:
-    from sqlalchemy import select
+def _table_is_empty(db: Any, spec: TableSpec) -> bool:
+    """Whether the table has no rows; ``db`` is an Engine or an open Connection."""
+    from sqlalchemy import Connection, select
 
     from swifty_desktop.db.models import Customer, Product
 
     model = Product if spec.name == "products" else Customer
-    with engine.connect() as conn:
-        return conn.execute(select(model.id).limit(1)).first() is None
+    query = select(model.id).limit(1)
+    if isinstance(db, Connection):
+        return db.execute(query).first() is None
+    with db.connect() as conn:
+        return conn.execute(query).first() is None
 
 
 # ---------------------------------------------------------------------- task
@@ -1165,6 +1418,33 @@ def run_import(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     started = time.perf_counter()
     ctx.progress(0.0, f"Checking {name}…")
     fmt = inspect_file(path, spec)
+    # what is saved so far, for the note a cancelled import leaves (see _cancel_note)
+    saved: dict[str, Any] = {"state": _resume_state(ctx.resume_state, fmt, table, mode),
+                             "strict": mode == "strict"}
+    try:
+        return _import_file(fmt, spec, mode, ctx, started, saved)
+    except JobCancelled:
+        raise JobCancelled(_cancel_note(saved, fmt, table)) from None
+
+
+def _cancel_note(saved: Mapping[str, Any], fmt: FileFormat, table: str) -> str:
+    """What a cancelled import tells the user: how many rows stay imported, and what a
+    retry does (it inherits the checkpoint, so it goes on after the saved rows)."""
+    state = saved["state"]
+    if state is None or state["records"] <= fmt.header_row:
+        return ("Cancelled before any row was imported: the database is unchanged; retry "
+                "the job to import the file.")
+    if saved["strict"] and not saved.get("committed"):
+        return ("Cancelled: nothing was imported, as a strict import writes every row or "
+                "none; retry the job to import the file.")
+    return (f"Cancelled after row {state['records']:,}: {state['inserted']:,} new and "
+            f"{state['updated']:,} updated {table} are imported and stay; retry the job to "
+            f"import the rest (it goes on after row {state['records']:,}).")
+
+
+def _import_file(fmt: FileFormat, spec: TableSpec, mode: str, ctx: Context, started: float,
+                 saved: dict[str, Any]) -> dict[str, Any]:
+    table, path, name = spec.name, fmt.path, _label(fmt.path)
     warnings: list[str] = []
     used = ", ".join(fmt.header[i].strip() for i in fmt.mapping.values())
     ctx.log(f"Reading {name}: {fmt.encoding_label}, {_delimiter_name(fmt.delimiter)}-"
@@ -1176,90 +1456,43 @@ def run_import(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         warnings.append(f"unknown columns ignored: {', '.join(fmt.ignored)}")
     if fmt.read_only:
         ctx.log(f"Not imported (set by the app): {', '.join(fmt.read_only)}")
-    last_line, scan_warnings = prescan(fmt, ctx, 0.0, 0.1)
+    evidence = NumberEvidence([fmt.mapping[f.name] for f in spec.fields
+                               if f.number and f.name in fmt.mapping])
+    last_line, scan_warnings = prescan(fmt, ctx, 0.0, 0.1, evidence)
     warnings += scan_warnings
-    rows_estimate = max(0, last_line - fmt.header_row)  # lines >= records
+    numbers = evidence.decide(fmt.delimiter)
+    if evidence.columns:
+        ctx.log(f"Numbers: decimal {_SEP_NAME[numbers.decimal]}, as {numbers.why}"
+                if numbers.decimal else
+                f"Numbers: a value such as 1,234 or 1.000 is rejected, as {numbers.why}")
     engine = ctx.engine()  # type: ignore[attr-defined]
-    validator = BatchValidator(spec, fmt)
-
-    resume = _resume_state(ctx.resume_state, fmt, table, mode)
+    validator = BatchValidator(spec, fmt, numbers=numbers)
+    strict = mode == "strict"
+    resume = saved["state"]
     if ctx.resume_state and resume is None:
         ctx.log("The file, table or mode changed since the interrupted attempt; importing "
                 "from the start (rows already imported are updated, not duplicated)")
-    if mode == "strict" and not (resume and resume.get("validated")):
-        bad, examples, checked = _validate_all(fmt, spec, validator, rows_estimate, ctx)
-        if bad:
-            extra = bad - len(examples)
-            more = f"; and {extra:,} more row{'s' if extra != 1 else ''}" if extra > 0 else ""
-            raise TaskError(
-                f"Nothing was imported: {bad:,} of {checked:,} rows of {name} "
-                f"{'is' if bad == 1 else 'are'} invalid and the mode is strict ("
-                f"{'; '.join(examples)}{more}); fix those rows, or import with mode "
-                "skip_invalid to import the valid rows and get the others in a rejects "
-                "file.")
-
     if resume is None:
         state: dict[str, Any] = {
             "v": CHECKPOINT_VERSION, "table": table, "mode": mode, "file": fmt.fingerprint,
             "records": fmt.header_row, "inserted": 0, "updated": 0,
-            "table_was_empty": _table_is_empty(engine, spec),
+            # strict: decided again under the write lock, where no one else adds rows
+            "table_was_empty": False if strict else _table_is_empty(engine, spec),
             "stamp": dt.datetime.now().isoformat(),
-            "validated": mode == "strict",
         }
     else:
         state = resume
+        saved["committed"] = True  # a strict import's only checkpoint is its commit
         ctx.log(f"Resuming after row {state['records']:,} ({state['inserted']:,} inserted "
                 f"and {state['updated']:,} updated before the interruption)")
         warnings.append(f"resumed after row {state['records']:,} of an interrupted import")
     resumed_after = state["records"] if resume else 0
-    replay_until = state["records"]
-    writer = _Writer(engine, spec, fmt, dt.datetime.fromisoformat(state["stamp"]),
-                     bool(state["table_was_empty"]))
-    rejects = _Rejects(ctx, fmt)
-    keys = KeyIndex(rows_estimate)
-    key_pos = spec.key_pos
-    blank = duplicates = 0
-    batch_size = FIRST_BATCH_ROWS
-    total = max(1, last_line)
-    reader = _Reader(fmt)
-    try:
-        for rows, records, last in _batches(reader, fmt.header_row, lambda: batch_size):
-            ctx.check_cancelled()
-            columns, problems, blanks, dups = check_batch(validator, keys, key_pos, spec.key,
-                                                          rows, records)
-            blank += len(blanks)
-            duplicates += dups
-            for i in sorted(problems):
-                rejects.write(records[i], "; ".join(problems[i]))
-            skip = bisect.bisect_right(rows, replay_until)  # committed before: only replayed
-            if problems or blanks or skip:
-                good = [i for i in range(skip, len(rows))
-                        if i not in problems and i not in blanks]
-                columns = [[col[i] for i in good] for col in columns]
-            if last <= state["records"]:
-                continue
-            state = writer.write(columns, dict(state, records=last), ctx)
-            took = writer.last_tx_s
-            # keep each write transaction short: the batch size follows what it took
-            if took < TARGET_TX_S * 0.6:
-                batch_size = min(MAX_BATCH_ROWS, int(batch_size * 1.5))
-            elif took > TARGET_TX_S * 1.3:
-                batch_size = max(MIN_BATCH_ROWS, int(batch_size * TARGET_TX_S / took))
-            ctx.progress(0.1 + 0.9 * min(1.0, last / total),
-                         f"Importing {table}: row {last:,} of about {total:,} "
-                         f"({state['inserted']:,} new, {state['updated']:,} updated, "
-                         f"{rejects.count:,} rejected)")
-    except BaseException:
-        if state["records"] > fmt.header_row:
-            ctx.log(f"Stopped after row {state['records']:,}: the rows up to it are imported "
-                    "and saved; retry the job to import the rest")
-        else:
-            ctx.log("Stopped before any row was imported")
-        raise
-    finally:
-        reader.close()
-        rejects.close()
-    data_rows = max(0, reader.count - fmt.header_row) - blank
+    job = _Job(fmt, spec, validator, ctx, engine, saved, max(1, last_line))
+    if strict:
+        state, data_rows, blank = job.strict(state, resume is not None)
+        duplicates, rejects = 0, None
+    else:
+        state, data_rows, blank, duplicates, rejects = job.in_batches(state)
 
     if blank:
         ctx.log(f"Skipped {blank:,} blank rows")
@@ -1268,7 +1501,7 @@ def run_import(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         warnings.append(f"{duplicates:,} {'row repeats' if duplicates == 1 else 'rows repeat'} "
                         f"{article} {spec.key} used on an earlier row of the file; only the "
                         f"first row with each {spec.key} was imported (see the rejects file)")
-    if rejects.count:
+    if rejects is not None and rejects.count:
         ctx.log(f"{rejects.count:,} rows rejected; see {rejects.path}")
     if data_rows == 0:
         warnings.append("the file has a header row but no data rows")
@@ -1284,14 +1517,171 @@ def run_import(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         "rows": data_rows,
         "inserted": state["inserted"],
         "updated": state["updated"],
-        "rejected": rejects.count,
-        "rejects_path": str(rejects.path) if rejects.path else None,
+        "rejected": rejects.count if rejects is not None else 0,
+        "rejects_path": str(rejects.path) if rejects is not None and rejects.path else None,
         "warnings": warnings,
         "encoding": fmt.encoding_label,
         "delimiter": fmt.delimiter,
+        "decimal": numbers.decimal,
         "resumed_after_row": resumed_after,
         "seconds": round(seconds, 3),
     }
+
+
+class _Job:
+    """The write passes of one import (after the file was checked)."""
+
+    def __init__(self, fmt: FileFormat, spec: TableSpec, validator: BatchValidator,
+                 ctx: Context, engine: Any, saved: dict[str, Any], total: int) -> None:
+        self.fmt, self.spec, self.validator, self.ctx = fmt, spec, validator, ctx
+        self.engine, self.saved, self.total = engine, saved, total
+
+    def in_batches(self, state: dict[str, Any]
+                   ) -> tuple[dict[str, Any], int, int, int, _Rejects]:
+        """skip_invalid: valid rows are upserted a batch at a time, each batch one short
+        transaction with the checkpoint, so a retry goes on after the last one.
+
+        Returns the final state, data rows, blank rows, duplicates and the rejects.
+        """
+        fmt, spec, ctx = self.fmt, self.spec, self.ctx
+        writer = _Writer(self.engine, spec, fmt, dt.datetime.fromisoformat(state["stamp"]),
+                         bool(state["table_was_empty"]))
+        rejects = _Rejects(ctx, fmt)
+        keys = KeyIndex(self.total)
+        blank = duplicates = 0
+        replay_until = state["records"]
+        batch = {"size": FIRST_BATCH_ROWS}
+        reader = _Reader(fmt)
+        try:
+            for rows, records, last in _batches(reader, fmt.header_row, lambda: batch["size"]):
+                ctx.check_cancelled()
+                columns, problems, blanks, dups = check_batch(
+                    self.validator, keys, spec.key_pos, spec.key, rows, records)
+                blank += len(blanks)
+                duplicates += dups
+                for i in sorted(problems):
+                    rejects.write(records[i], "; ".join(problems[i]))
+                skip = bisect.bisect_right(rows, replay_until)  # committed before: replayed
+                if problems or blanks or skip:
+                    good = [i for i in range(skip, len(rows))
+                            if i not in problems and i not in blanks]
+                    columns = [[col[i] for i in good] for col in columns]
+                if last <= state["records"]:
+                    continue
+                state = writer.write(columns, dict(state, records=last), ctx)
+                self.saved["state"] = state
+                took = writer.last_tx_s
+                # keep each write transaction short: the batch size follows what it took
+                if took < TARGET_TX_S * 0.6:
+                    batch["size"] = min(MAX_BATCH_ROWS, int(batch["size"] * 1.5))
+                elif took > TARGET_TX_S * 1.3:
+                    batch["size"] = max(MIN_BATCH_ROWS, int(batch["size"] * TARGET_TX_S / took))
+                ctx.progress(0.1 + 0.9 * min(1.0, last / self.total),
+                             f"Importing {spec.name}: row {last:,} of about {self.total:,} "
+                             f"({state['inserted']:,} new, {state['updated']:,} updated, "
+                             f"{rejects.count:,} rejected)")
+        except BaseException:
+            if state["records"] > fmt.header_row:
+                ctx.log(f"Stopped after row {state['records']:,}: the rows up to it are "
+                        "imported and saved; retry the job to import the rest")
+            else:
+                ctx.log("Stopped before any row was imported")
+            raise
+        finally:
+            reader.close()
+            rejects.close()
+        data_rows = max(0, reader.count - fmt.header_row) - blank
+        return state, data_rows, blank, duplicates, rejects
+
+    def strict(self, state: dict[str, Any], committed: bool) -> tuple[dict[str, Any], int, int]:
+        """strict: validate the whole file, keeping the converted rows in a temporary
+        file; then, only if every row is valid, write them all in one transaction.
+
+        A cancelled, failed or killed strict import so leaves the database as it was,
+        while the write lock is held only for the database work (the engine and the
+        app write to the same file), not for reading and checking the CSV.
+        Returns the final state, data rows and blank rows.
+        """
+        import marshal
+        import tempfile
+
+        from swifty_desktop.db.engine import write_transaction
+
+        fmt, spec, ctx = self.fmt, self.spec, self.ctx
+        if committed:  # its one checkpoint is its commit: everything is in already
+            return state, int(state.get("rows", 0)), int(state.get("blank", 0))
+        # a temporary file has no name where the OS allows: a killed job leaves nothing
+        with tempfile.TemporaryFile(prefix="swifty-import-") as spool:
+            checked, blank, batches, end = self._validate_all(spool)
+            spool.seek(0)
+            writer = _Writer(self.engine, spec, fmt, dt.datetime.fromisoformat(state["stamp"]),
+                             table_was_empty=False)
+            try:
+                with write_transaction(self.engine) as tx:
+                    writer.table_was_empty = _table_is_empty(tx, spec)
+                    for done in range(1, batches + 1):
+                        ctx.check_cancelled()
+                        last, columns = marshal.load(spool)
+                        state = writer.write_in(tx, columns, dict(state, records=last))
+                        self.saved["state"] = state
+                        ctx.progress(0.7 + 0.3 * done / batches,
+                                     f"Importing {spec.name}: row {last:,} of {end:,}, in "
+                                     f"one transaction ({state['inserted']:,} new, "
+                                     f"{state['updated']:,} updated)")
+                    state = dict(state, rows=checked, blank=blank)
+                    ctx.checkpoint(state, conn=tx)  # type: ignore[call-arg]
+            except BaseException:
+                ctx.log("Stopped before the end: nothing was imported (a strict import "
+                        "writes every row or none)")
+                raise
+        self.saved["committed"] = True
+        return state, checked, blank
+
+    def _validate_all(self, spool: Any) -> tuple[int, int, int, int]:
+        """Strict mode's checking pass: every row, no writes; the converted values of
+        the valid rows go to ``spool`` (while no row was invalid).  Raises TaskError
+        naming the first invalid rows; returns (data rows, blank rows, batches, the
+        last row's number).
+        """
+        import marshal
+
+        fmt, spec, ctx = self.fmt, self.spec, self.ctx
+        keys = KeyIndex(self.total)
+        examples: list[str] = []
+        bad = checked = blank = batches = 0
+        reader = _Reader(fmt)
+        try:
+            for rows, records, last in _batches(reader, fmt.header_row,
+                                                lambda: STRICT_BATCH_ROWS):
+                ctx.check_cancelled()
+                columns, problems, blanks, _dups = check_batch(
+                    self.validator, keys, spec.key_pos, spec.key, rows, records, dup_note="")
+                bad += len(problems)
+                blank += len(blanks)
+                checked += len(rows) - len(blanks)
+                for i in sorted(problems):
+                    if len(examples) < STRICT_EXAMPLES:
+                        examples.append(problems[i][0])
+                if not bad and len(rows) > len(blanks):
+                    if blanks:
+                        good = [i for i in range(len(rows)) if i not in blanks]
+                        columns = [[col[i] for i in good] for col in columns]
+                    marshal.dump((last, columns), spool)
+                    batches += 1
+                ctx.progress(0.1 + 0.6 * min(1.0, last / self.total),
+                             f"Validating {_label(fmt.path)}: row {last:,}")
+        finally:
+            reader.close()
+        if bad:
+            extra = bad - len(examples)
+            more = f"; and {extra:,} more row{'s' if extra != 1 else ''}" if extra > 0 else ""
+            raise TaskError(
+                f"Nothing was imported: {bad:,} of {checked:,} rows of {_label(fmt.path)} "
+                f"{'is' if bad == 1 else 'are'} invalid and the mode is strict ("
+                f"{'; '.join(examples)}{more}); fix those rows, or import with mode "
+                "skip_invalid to import the valid rows and get the others in a rejects "
+                "file.")
+        return checked, blank, batches, reader.count
 
 
 def _resume_state(saved: Any, fmt: FileFormat, table: str, mode: str) -> dict[str, Any] | None:
@@ -1301,30 +1691,3 @@ def _resume_state(saved: Any, fmt: FileFormat, table: str, mode: str) -> dict[st
             saved.get("file") != fmt.fingerprint:
         return None
     return dict(saved)
-
-
-def _validate_all(fmt: FileFormat, spec: TableSpec, validator: BatchValidator, total: int,
-                  ctx: Context) -> tuple[int, list[str], int]:
-    """Strict mode's first pass: count invalid rows and keep a few examples; no writes.
-
-    Returns (invalid rows, examples, rows checked).
-    """
-    keys = KeyIndex(total)
-    examples: list[str] = []
-    bad = checked = 0
-    reader = _Reader(fmt)
-    try:
-        for rows, records, last in _batches(reader, fmt.header_row, lambda: 5000):
-            ctx.check_cancelled()
-            _cols, problems, blank, _dups = check_batch(validator, keys, spec.key_pos,
-                                                        spec.key, rows, records, dup_note="")
-            bad += len(problems)
-            checked += len(rows) - len(blank)
-            for i in sorted(problems):
-                if len(examples) < STRICT_EXAMPLES:
-                    examples.append(problems[i][0])
-            ctx.progress(0.1 + 0.1 * min(1.0, last / max(1, total + fmt.header_row)),
-                         f"Validating {_label(fmt.path)}: row {last:,}")
-    finally:
-        reader.close()
-    return bad, examples, checked
