@@ -1,7 +1,8 @@
 """A small stand-in for the worker's ``ctx``, for unit tests of task bodies.
 
 It records progress, log lines and checkpoints in memory and writes outputs
-straight to their final place.  The database is real (the test's SQLite file);
+straight to their final place (no temporary file, no rename: tests of the
+no-half-file rule run the real engine).  The database is real (the test's SQLite file);
 tests that claim to test the engine use the engine instead.
 """
 
@@ -45,7 +46,9 @@ class FakeContext:
 
     def output_path(self, name: str, *, primary: bool | None = None) -> Path:
         p = Path(name)
-        final = p if p.is_absolute() else self.data_dir / "outputs" / p.name
+        # as the engine does: a relative name keeps its folders, inside outputs/
+        inside = Path(*[part for part in p.parts if part not in ("", ".", "..")] or ["output"])
+        final = p if p.is_absolute() else self.data_dir / "outputs" / inside
         final.parent.mkdir(parents=True, exist_ok=True)
         self.outputs.append(final)
         return final

@@ -186,8 +186,9 @@ def _title(params: Mapping[str, Any]) -> str:
               help="xlsx: an Excel workbook; csv: UTF-8 text that Excel and the import read"),
         Param("path", "path", label="Save as", path_mode="save",
               file_filter="Excel workbook (*.xlsx);;CSV file (*.csv)",
-              help="where to save the file: a full path, or a file name for the outputs "
-                   "folder (default: the outputs folder, named after the table and the time)"),
+              help="where to save the file: a full path, or a relative one (such as "
+                   "monthly/products.xlsx) inside the outputs folder (default: the outputs "
+                   "folder, named after the table and the time)"),
     ),
     retry=RetryPolicy(max_attempts=3, backoff_base=5.0,
                       transient=("swifty_desktop.tasks.export:DatabaseBusy",)),
@@ -392,6 +393,36 @@ def write_xlsx(path: Path, table: str, batches: Any, step: Callable[[int], None]
     ws.append(header)
 
     cells = _XlsxCells(ws)
+    n = 0
+    try:
+        n = _append_rows(ws, batches, columns, cells, step)
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{n + 1}"
+        wb.save(path)
+    except BaseException:
+        _discard_sheet(ws)
+        raise
+    return n
+
+
+def _discard_sheet(ws: Any) -> None:
+    """Delete the temporary file a write-only sheet streams its rows to.
+
+    openpyxl removes it only when the workbook is saved or the process exits; a
+    worker process lives on after a cancelled or failed export, and the file holds
+    every row written so far.
+    """
+    writer = getattr(ws, "_writer", None)  # openpyxl internals (3.1): guarded
+    if writer is None:
+        return
+    try:
+        writer.close()
+        writer.cleanup()
+    except (OSError, ValueError, AttributeError):
+        pass  # already gone: nothing left to clean
+
+
+def _append_rows(ws: Any, batches: Any, columns: Sequence[Column], cells: _XlsxCells,
+                 step: Callable[[int], None]) -> int:
     names = [c.name for c in columns]
     currency_idx = names.index("currency") if "currency" in names else -1
     plan: list[tuple[int, str]] = [(i, c.kind) for i, c in enumerate(columns)]
@@ -400,7 +431,6 @@ def write_xlsx(path: Path, table: str, batches: Any, step: Callable[[int], None]
     formatted = [(i, cells.styled(i, fmt)) for i, kind in plan
                  for fmt in [{"int": "#,##0", "date": "yyyy-mm-dd",
                               "datetime": "yyyy-mm-dd hh:mm"}.get(kind, "")] if fmt]
-
     n = 0
     for batch in batches:
         for row in batch:
@@ -426,9 +456,6 @@ def write_xlsx(path: Path, table: str, batches: Any, step: Callable[[int], None]
             ws.append(values)
         n += len(batch)
         step(n)
-    last = get_column_letter(len(columns))
-    ws.auto_filter.ref = f"A1:{last}{n + 1}"
-    wb.save(path)
     return n
 
 

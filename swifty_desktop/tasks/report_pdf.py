@@ -734,8 +734,9 @@ def build_report(conn: Any, path: Path, ctx: Context) -> dict[str, Any]:
                 "and per customer, with a table of contents.",
     params=(
         Param("path", "path", label="Save as", path_mode="save", file_filter="PDF (*.pdf)",
-              help="where to save the PDF: a full path, or a file name for the outputs "
-                   "folder (default: the outputs folder, named with the date and time)"),
+              help="where to save the PDF: a full path, or a relative one (such as "
+                   "reports/sales.pdf) inside the outputs folder (default: the outputs "
+                   "folder, named with the date and time)"),
     ),
     timeout=1800,
     rerun_safe=True,  # it only reads; a re-run writes a fresh file
