@@ -112,13 +112,17 @@ def fetch(url: str, *, timeout: float = 30.0, retries: int = 3) -> tuple[bytes, 
 
 
 def _raise_for_status(url: str, resp: Any, body: bytes) -> None:
-    from swifty_desktop.integrations.http import RETRY_AFTER_MAX_S, retry_after_of
+    from swifty_desktop.integrations.http import (
+        RETRY_AFTER_MAX_S,
+        RETRY_AFTER_STATUSES,
+        retry_after_of,
+    )
     from swifty_desktop.tasks.base import TaskError, TransientError
 
     status = resp.status_code
     if status < 400:
         return
-    wait = retry_after_of(resp) if status in (429, 503) else None
+    wait = retry_after_of(resp) if status in RETRY_AFTER_STATUSES else None
     if wait is not None and wait > RETRY_AFTER_MAX_S:  # not slept through by urllib3
         raise TransientError(
             f"the exchange-rates source {url} answered HTTP {status} "

@@ -32,6 +32,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A server asking us to come back much later is better served by the engine's own
 # (non-blocking) job retry than by a worker process sleeping for it.
 RETRY_AFTER_MAX_S = 60
+RETRY_AFTER_STATUSES = frozenset({429, 503})  # the answers whose Retry-After callers honour
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,10 @@ class _Retry(Retry):
     def increment(self, method: str | None = None, url: str | None = None,
                   response: Any = None, error: Exception | None = None,
                   _pool: Any = None, _stacktrace: Any = None) -> Retry:
-        wait = retry_after_of(response) if response is not None and error is None else None
+        wait = None
+        if response is not None and error is None and \
+                getattr(response, "status", None) in RETRY_AFTER_STATUSES:
+            wait = retry_after_of(response)
         if wait is not None and wait > RETRY_AFTER_MAX_S:
             from urllib3.exceptions import MaxRetryError, ResponseError
 

@@ -26,6 +26,7 @@ import requests
 
 from swifty_desktop.integrations.http import (
     RETRY_AFTER_MAX_S,
+    RETRY_AFTER_STATUSES,
     HttpPolicy,
     describe_exception,
     make_session,
@@ -221,7 +222,7 @@ class WooCommerceClient:
                 f"{where} refused the request for page {number} (HTTP {status}{detail}). "
                 f"Check the supplier settings in {SETTINGS_HINT}."
             )
-        wait = retry_after_of(resp) if status in (429, 503) else None
+        wait = retry_after_of(resp) if status in RETRY_AFTER_STATUSES else None
         if wait is not None and wait > RETRY_AFTER_MAX_S:  # urllib3 stopped at once
             raise SupplierUnavailable(
                 f"{where} answered HTTP {status} ({resp.reason or 'error'}) for page "
