@@ -9,7 +9,7 @@ from typing import Any
 
 import pypdf
 import pytest
-from conftest import wait_final
+from conftest import wait_final, wait_until
 from sqlalchemy import insert, select
 from task_context import FakeContext
 
@@ -139,3 +139,73 @@ def test_report_runs_in_the_engine(make_manager: Any, qtbot: Any, demo: Any,
     assert job.output_path == str(target) + ".pdf" == job.result["path"]
     assert len(pypdf.PdfReader(job.output_path).pages) == job.result["pages"]
     assert not list(target.parent.glob(".*part-*"))
+
+
+BAR_FILL = b".270588 .482353 .615686 rg"  # the bars' colour, #457b9d, as a fill operator
+
+
+def test_table_headers_repeat_on_continuation_pages(demo: Any, data_dir: Any) -> None:
+    with demo.connect() as conn:
+        cid, email = conn.execute(select(Customer.id, Customer.email)
+                                  .order_by(Customer.id).limit(1)).one()
+    rows = [{"number": f"LONG-{i:04d}", "customer_id": cid,
+             "order_date": dt.date(2026, 1, 1) + dt.timedelta(days=i % 300),
+             "status": "completed", "currency": "EUR", "total_cents": 1000 + i}
+            for i in range(150)]
+    with write_transaction(demo) as conn:
+        conn.execute(insert(Order), rows)
+    result, _ = build(demo, data_dir)
+    pages = [p.extract_text() for p in pypdf.PdfReader(result["path"]).pages]
+    spanned = [t for t in pages if "LONG-" in t]
+    assert len(spanned) >= 3  # one customer's orders over several pages
+    assert email in spanned[0]
+    for text in spanned[1:]:
+        assert email not in text  # a continuation, not the section's first page
+        before = text[:text.index("LONG-")].split()
+        assert before[-5:] == ["Order", "Date", "Status", "Items", "Total"], before
+
+
+def test_monthly_charts_are_drawn(small_report: Any) -> None:
+    _engine, _result, _ctx, reader, pages = small_report
+    starts = {item.title: reader.get_destination_page_number(item)
+              for item in reader.outline if not isinstance(item, list)}
+    summary = starts["Summary"]
+    text = pages[summary]
+    assert "Orders per month (all currencies)" in text and "Monthly sales in EUR" in text
+    assert "Dec 24" in text and "Sep 26" in text  # month labels on the axis
+    ops = reader.pages[summary].get_contents().get_data()
+    assert ops.count(BAR_FILL) >= 2 * 20  # two charts of some 24 monthly bars each
+    category = next(i for i, t in enumerate(pages) if "Units sold per month" in t)
+    assert reader.pages[category].get_contents().get_data().count(BAR_FILL) >= 20
+    for page in reader.pages[starts["Customers"]:starts["Customers"] + 5]:
+        assert BAR_FILL not in page.get_contents().get_data()  # tables only
+
+
+@pytest.mark.slow
+def test_the_full_demo_data_makes_a_report_of_more_than_500_pages(db: Any,
+                                                                  data_dir: Any) -> None:
+    seed(db, "full")
+    result, ctx = build(db, data_dir)
+    reader = pypdf.PdfReader(result["path"])
+    assert len(reader.pages) == result["pages"] > 500
+    last = reader.pages[-1].extract_text()
+    assert f"Page {result['pages']} of" in last and str(result["pages"]) in last
+    assert len([m for _, m in ctx.progress_calls if m.startswith("Section ")]) == \
+        result["sections"] > 3000
+
+
+def test_a_cancelled_report_leaves_no_file(make_manager: Any, qtbot: Any, db: Any,
+                                           data_dir: Any, tmp_path: Path) -> None:
+    seed(db, "full")
+    manager = make_manager(workers=1)
+    chosen = tmp_path / "mine" / "sales.pdf"
+    ids = [manager.submit("report_pdf", {}), manager.submit("report_pdf", {"path": str(chosen)})]
+    for job_id in ids:
+        wait_until(qtbot, lambda j=job_id: (manager.store.get(j).message or "").startswith(
+            "Section "), timeout=120, message="the report to be under way")
+        manager.cancel(job_id)
+        job = wait_final(qtbot, manager, job_id)
+        assert job.status is JobStatus.CANCELLED and job.output_path is None
+        assert 0 < job.progress < 0.9
+    assert list(data_dir.outputs.iterdir()) == []  # no final file, no .part- file
+    assert list(chosen.parent.iterdir()) == []
