@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,15 +137,28 @@ def test_each_role_writes_its_own_log_file(tmp_path: Path) -> None:
 
     with subprocess.Popen([*cli, "worker", "--workers", "1", "--no-scheduler"],
                           stderr=subprocess.PIPE, text=True, env=_env()) as worker:
+        assert worker.stderr is not None
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.extend(worker.stderr), daemon=True)
+        reader.start()  # a thread, so that a silent worker cannot block the test
         try:
-            assert worker.stderr is not None
             deadline = time.monotonic() + 60
-            while "running on" not in worker.stderr.readline():
-                assert time.monotonic() < deadline and worker.poll() is None, \
-                    "the worker did not start"
+            while not any("running on" in line for line in said):
+                assert worker.poll() is None, f"the worker exited: {''.join(said)}"
+                assert time.monotonic() < deadline, f"the worker did not start: {said}"
+                time.sleep(0.1)
+            # it prints that just before its event loop runs, and a SIGTERM that comes
+            # before the loop is lost (the quit() it triggers does nothing yet)
+            time.sleep(1.0)
         finally:
             worker.send_signal(signal.SIGTERM)
-            worker.communicate(timeout=60)
-    assert worker.returncode == 0
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+                pytest.fail(f"the worker did not stop on SIGTERM: {''.join(said)}")
+        reader.join(10)
+    assert worker.returncode == 0, "".join(said)
     assert "started with data directory" in (logs / "worker.log").read_text(encoding="utf-8")
     assert not (logs / "swifty.log").exists()
