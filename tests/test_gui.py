@@ -603,6 +603,8 @@ def test_the_job_column_shows_title_and_kind(window, qtbot) -> None:
     index = model.index(model.row_of(job_id), COL_JOB)
     assert index.data() == "Export products to Excel · Export"
     assert index.data(JOB_TEXT_ROLE) == ("Export products to Excel", "Export")
+    report = window.manager.submit("report_pdf")  # titled as its kind: said once
+    assert model.index(model.row_of(report), COL_JOB).data() == "Sales report (PDF)"
     assert isinstance(view.itemDelegateForColumn(COL_JOB), JobDelegate)
     assert not view.grab().isNull()  # the delegate paints without errors
     wait_final(qtbot, window.manager, job_id, timeout=60)

@@ -21,10 +21,12 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QWidget,
 )
@@ -256,7 +258,8 @@ class SettingsDialog(QDialog):
         for group in settings_mod.groups():
             page = QWidget()
             form = QFormLayout(page)
-            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+            # hints wrap across the whole field column, not in a narrow strip
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             if group.description:
                 intro = QLabel(group.description)
                 intro.setWordWrap(True)
@@ -282,7 +285,12 @@ class SettingsDialog(QDialog):
                     hint.setStyleSheet("color: #607d8b;")
                     form.addRow("", hint)
                 self.fields[spec.key] = (spec, widget)
-            self.pages.addTab(page, group.title)
+            # a long page scrolls instead of squeezing its wrapped hints until they clip
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(page)
+            self.pages.addTab(scroll, group.title)
         if not self.fields:
             empty = QLabel("Nothing to set up yet.")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -72,7 +72,7 @@ class JobDetailsDialog(QDialog):
             self.job = None
             self._show_removed()
             return
-        self.tabs.setEnabled(True)
+        self.tabs.show()
         self.setWindowTitle(f"Job #{job.id}: {job.title}")
         self.statusIcon.setPixmap(icon(f"status-{job.status.value}").pixmap(32, 32))
         self.titleLabel.setText(f"<b style='font-size: 14pt'>{_esc(job.title)}</b>")
@@ -126,7 +126,11 @@ class JobDetailsDialog(QDialog):
             "command line), so its details are gone. Output files it wrote stay where they "
             "were; look for them in the outputs folder. Close this window.")
         self.progressBar.hide()
-        self.tabs.setEnabled(False)
+        self.tabs.hide()  # empty tabs would look like a broken dialog
+        layout = self.layout()
+        height = layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth() \
+            else layout.sizeHint().height()
+        self.resize(self.width(), max(height, 160))
         for button in (self.retryButton, self.cancelJobButton, self.openButton,
                        self.folderButton, self.copyErrorButton):
             button.setEnabled(False)

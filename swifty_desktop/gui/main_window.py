@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QProgressDialog,
     QToolButton,
     QWidget,
@@ -200,7 +201,9 @@ class MainWindow(QMainWindow):
         if file_menu.actions():
             file_menu.addSeparator()
         settings = file_menu.addAction(icon("settings"), "&Settings…", self.open_settings)
-        settings.setShortcut(QKeySequence(QKeySequence.StandardKey.Preferences))
+        preferences = QKeySequence(QKeySequence.StandardKey.Preferences)
+        # some desktops define no Preferences key: Ctrl+, is the common choice there
+        settings.setShortcut(preferences if not preferences.isEmpty() else QKeySequence("Ctrl+,"))
         file_menu.addAction(icon("folder"), "Open &data folder",
                             lambda: QDesktopServices.openUrl(
                                 QUrl.fromLocalFile(str(self.data_dir.root))))
@@ -440,6 +443,9 @@ class MainWindow(QMainWindow):
         self.manager.drain(0)  # no new dispatch; returns at once
         total = len(waiting)
         progress = QProgressDialog(self)
+        bar = QProgressBar(progress)
+        bar.setFormat("%v of %m finished")
+        progress.setBar(bar)
         progress.setWindowTitle("Waiting for jobs")
         progress.setCancelButtonText("Cancel them and quit now")
         progress.setRange(0, total)

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QKeySequence, QPainter, QPalette
+from PySide6.QtGui import QAction, QFont, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -102,21 +102,31 @@ class ProgressDelegate(QStyledItemDelegate):
         text_rect = bar.rect.adjusted(6, 0, -6, 0)
         elided = option.fontMetrics.elidedText(text, Qt.TextElideMode.ElideRight,
                                                text_rect.width())
+        align = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        filled = QRect(bar.rect)
+        filled.setWidth(int(bar.rect.width() * bar.progress / 1000) if bar.maximum else 0)
         painter.save()
-        painter.setPen(option.palette.color(option.palette.ColorRole.Text))
-        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignVCenter
-                                        | Qt.AlignmentFlag.AlignLeft), elided)
+        # the text over the filled part in the highlight's text colour, the rest in
+        # the normal one, so every letter stays readable
+        painter.setClipRect(option.rect)
+        painter.setPen(option.palette.color(QPalette.ColorRole.Text))
+        painter.drawText(text_rect, align, elided)
+        if filled.width() > 0:
+            painter.setClipRect(filled)
+            painter.setPen(option.palette.color(QPalette.ColorRole.HighlightedText))
+            painter.drawText(text_rect, align, elided)
         painter.restore()
 
 
 class JobDelegate(QStyledItemDelegate):
     """The Job cell: the job's title, then its kind in smaller, dimmer text.
 
-    The title keeps priority when the column is narrow: the kind goes first, then
-    the title is elided.
+    The title keeps priority when the column is narrow: the kind is elided, then
+    left out, before the title is elided.
     """
 
     GAP = 8  # pixels between the title and the kind
+    MIN_KIND = 40  # less room than this: no kind at all
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -125,6 +135,9 @@ class JobDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         title, kind = parts
+        if not kind:
+            super().paint(painter, option, index)  # the title alone, as any cell
+            return
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         opt.text = ""  # background, selection and focus from the style; text below
@@ -141,27 +154,28 @@ class JobDelegate(QStyledItemDelegate):
                                        else QPalette.ColorRole.Text)
         kind_color = opt.palette.color(group, QPalette.ColorRole.HighlightedText if selected
                                        else QPalette.ColorRole.PlaceholderText)
-        small = opt.font
+        small = QFont(opt.font)  # a copy: opt.font itself paints the title
         small.setPointSizeF(max(6.0, opt.font.pointSizeF() - 1))
         painter.save()
         painter.setFont(opt.font)
         metrics = painter.fontMetrics()
         painter.setFont(small)
-        kind_width = painter.fontMetrics().horizontalAdvance(kind)
-        title_room = rect.width() - kind_width - self.GAP
-        show_kind = title_room >= min(metrics.horizontalAdvance(title), 80)
-        if not show_kind:
-            title_room = rect.width()
-        shown = metrics.elidedText(title, Qt.TextElideMode.ElideRight, max(0, title_room))
+        small_metrics = painter.fontMetrics()
+        title_width = metrics.horizontalAdvance(title)
+        kind_room = rect.width() - title_width - self.GAP
+        # the title keeps priority: the kind is elided, then dropped, before the title
+        shown_kind = small_metrics.elidedText(kind, Qt.TextElideMode.ElideRight, kind_room) \
+            if kind_room >= self.MIN_KIND else ""
+        shown = metrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width())
         align = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         painter.setFont(opt.font)
         painter.setPen(text_color)
         painter.drawText(rect, align, shown)
-        if show_kind:
-            kind_rect = rect.adjusted(metrics.horizontalAdvance(shown) + self.GAP, 0, 0, 0)
+        if shown_kind:
+            kind_rect = rect.adjusted(title_width + self.GAP, 0, 0, 0)
             painter.setFont(small)
             painter.setPen(kind_color)
-            painter.drawText(kind_rect, align, kind)
+            painter.drawText(kind_rect, align, shown_kind)
         painter.restore()
 
 
@@ -181,7 +195,7 @@ class RegistryPanel(QWidget):
         view.setItemDelegateForColumn(COL_PROGRESS, ProgressDelegate(view))
         view.setItemDelegateForColumn(COL_JOB, JobDelegate(view))
         header = view.horizontalHeader()
-        for col, width in ((COL_JOB, 260), (COL_TRIGGER, 190), (COL_STATUS, 110),
+        for col, width in ((COL_JOB, 320), (COL_TRIGGER, 180), (COL_STATUS, 110),
                            (COL_PROGRESS, 220), (COL_STARTED, 80), (COL_FINISHED, 80),
                            (COL_DURATION, 80)):
             view.setColumnWidth(col, width)
@@ -362,9 +376,14 @@ class RegistryPanel(QWidget):
                 f"Queue a new attempt of {len(ids):,} failed jobs?") != \
                 QMessageBox.StandardButton.Yes:
             return []
-        # one transaction for all of them; the model shows them in one coalesced flush
-        new_ids = self.manager.retry_many(ids)
-        self.model.flush()
+        # one transaction for all of them; the model shows them in one coalesced flush.
+        # Thousands take seconds in the engine (measured: 3.6 s for 7,958): say so.
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            new_ids = self.manager.retry_many(ids)
+            self.model.flush()
+        finally:
+            QApplication.restoreOverrideCursor()
         skipped = len(ids) - len(new_ids)
         self._report("Retry", len(new_ids), [
             f"{skipped:,} of the failed jobs were not retried: they were retried or removed "

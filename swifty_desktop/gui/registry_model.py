@@ -81,6 +81,13 @@ def job_title(job: JobRecord) -> str:
     return job.title if job.attempt == 1 else f"{job.title} (attempt {job.attempt})"
 
 
+def job_kind_text(job: JobRecord) -> str:
+    """The kind shown beside the title; empty where the title is the kind's own title
+    ("Sales report (PDF)"), so that nothing is said twice."""
+    kind = kind_title(job.kind)
+    return "" if kind.casefold() == job.title.casefold() else kind
+
+
 def result_summary(job: JobRecord) -> str:
     """One line: what came out of the job, or why it did not."""
     if job.status is JobStatus.QUEUED:
@@ -217,7 +224,7 @@ class JobTableModel(QAbstractTableModel):
         if role == JOB_ROLE:
             return job
         if role == JOB_TEXT_ROLE:
-            return job_title(job), kind_title(job.kind)
+            return job_title(job), job_kind_text(job)
         if role == PROGRESS_ROLE:
             return (job.progress, job.message or "", job.status)
         if role == _DECORATION:
@@ -239,7 +246,8 @@ class JobTableModel(QAbstractTableModel):
     @staticmethod
     def _display(job: JobRecord, col: int) -> str:
         if col == COL_JOB:  # the delegate paints the kind smaller and dimmer
-            return f"{job_title(job)} · {kind_title(job.kind)}"
+            kind = job_kind_text(job)
+            return f"{job_title(job)} · {kind}" if kind else job_title(job)
         if col == COL_TRIGGER:
             return job.trigger.describe()
         if col == COL_STATUS:
