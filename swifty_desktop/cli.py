@@ -453,8 +453,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         app.quit()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    keepalive = QTimer()
-    keepalive.timeout.connect(lambda: None)
+    keepalive = QTimer()  # lets Python run signal handlers while Qt waits, and catches a
+    # signal that came before the event loop ran (app.quit() does nothing then)
+    keepalive.timeout.connect(lambda: app.quit() if signals_seen["n"] else None)
     keepalive.start(100)
     recovered = manager.start()
     print(f"Swifty worker {manager.engine_id} running on {svc.data_dir.root} with "

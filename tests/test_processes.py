@@ -108,3 +108,29 @@ def test_cancel_from_the_command_line_stops_a_job_running_in_a_worker(data_dir, 
     finally:
         assert stop(engine) == 0
     store.close()
+
+
+def test_a_worker_signalled_while_starting_still_stops(data_dir) -> None:
+    """SIGTERM before the worker's event loop runs must not be lost."""
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swifty_desktop", "--data-dir", str(data_dir.root), "worker",
+         "--workers", "1", "--no-scheduler"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
+    # the engine registers itself in manager.start(), after the signal handlers are in
+    # place and before the event loop runs: signal it then
+    wait_for(lambda: (data_dir.root / "swifty.db").exists()
+             and rows(data_dir.root, "SELECT count(*) FROM engines")[0][0] > 0, 60,
+             "the engine to register")
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the worker ignored a SIGTERM sent as it started")
+    assert proc.returncode == 0 and "Worker stopped." in err
