@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -123,9 +124,13 @@ def test_a_worker_signalled_while_starting_still_stops(data_dir) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env())
     # the engine registers itself in manager.start(), after the signal handlers are in
     # place and before the event loop runs: signal it then
-    wait_for(lambda: (data_dir.root / "swifty.db").exists()
-             and rows(data_dir.root, "SELECT count(*) FROM engines")[0][0] > 0, 60,
-             "the engine to register")
+    def registered() -> bool:
+        try:
+            return bool(rows(data_dir.root, "SELECT id FROM engines"))
+        except sqlite3.OperationalError:  # not migrated yet
+            return False
+
+    wait_for(registered, 60, "the engine to register")
     proc.send_signal(signal.SIGTERM)
     try:
         _, err = proc.communicate(timeout=30)
