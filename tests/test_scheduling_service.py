@@ -389,3 +389,313 @@ def test_an_engine_killed_while_queuing_a_run_neither_loses_nor_doubles_it(
     row = store.get(rec.id)
     assert row.last_job_id == job[0] and row.last_fire_at == pytest.approx(past + 3600)
     assert wait_final(qtbot, manager, job[0]).status is JobStatus.COMPLETED
+
+
+# ------------------------------------------------------------------ secrets at rest
+SECRET_FIRST, SECRET_SECOND = "cs_TOPSECRET_first_4711", "cs_TOPSECRET_second_0815"
+
+
+def where_in_database(db_path: Any, *needles: str) -> list[str]:
+    """Every table column (and database file) in which one of ``needles`` appears."""
+    found: list[str] = []
+    with sqlite3.connect(db_path, timeout=30) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                             "'table'")]
+        for table in tables:
+            cursor = conn.execute(f'SELECT * FROM "{table}"')
+            columns = [d[0] for d in cursor.description]
+            for row in cursor:
+                found += [f"{table}.{c}" for c, v in zip(columns, row, strict=True)
+                          if any(n in str(v) for n in needles)]
+    for path in (db_path, db_path.with_name(db_path.name + "-wal")):
+        if path.exists() and any(n.encode() in path.read_bytes() for n in needles):
+            found.append(path.name)  # even in a page that was overwritten since
+    return found
+
+
+def test_a_schedules_secret_parameter_never_reaches_the_database(
+        make_manager, db, data_dir, qtbot, services, monkeypatch, tmp_path) -> None:
+    """Added, edited, run now, run from the CLI and fired: the secret stays in the
+    keyring, in one entry the schedule's runs share, and every run authenticates."""
+    import json
+
+    import keyring
+    from helpers import run_cli
+    from loopback import WooShop, use_file_keyring, woo_product
+
+    (tmp_path / "keyring").mkdir()
+    previous = use_file_keyring(monkeypatch, tmp_path / "keyring")
+    try:
+        with WooShop([woo_product(1)], secret=SECRET_SECOND) as shop:
+            manager = make_manager()  # its workers start with the keyring in place
+            clock = FakeClock(time.time())
+            store = ScheduleStore(db, clock=clock)
+            service = services(store, manager, clock=clock, monotonic=clock)
+            params = {"base_url": shop.base_url, "consumer_key": shop.key,
+                      "consumer_secret": SECRET_FIRST, "supplier": "Loopback"}
+            rec = service.add(name="supplier sync", kind="catalog_sync", params=params,
+                              interval_seconds=60)
+            assert where_in_database(data_dir.db_path, SECRET_FIRST) == []
+            rec = service.update(rec.id, params=dict(params, consumer_secret=SECRET_SECOND))
+            ref = rec.params["consumer_secret"]
+            assert ref.startswith("keyring:")
+
+            def ran(job_id: int) -> None:  # one after another: the kind's limit is 1
+                job = wait_final(qtbot, manager, job_id)
+                assert job.status is JobStatus.COMPLETED, (job.error, job.message)  # auth passed
+                assert job.params["consumer_secret"] == ref  # one entry for every run
+
+            ran(service.run_now(rec.id))  # the Schedules view's "Run now"
+            proc = run_cli(data_dir.root, "schedules", "run", "supplier sync", "--json")
+            assert proc.returncode == 0, proc.stderr
+            ran(json.loads(proc.stdout)["id"])
+            clock.advance(60.5)
+            (fired,) = service.sync().submitted  # a fire
+            ran(fired)
+
+            keyring_file = tmp_path / "keyring" / "keyring.json"
+            assert list(json.loads(keyring_file.read_text()).values()) == [SECRET_SECOND]
+            assert where_in_database(data_dir.db_path, SECRET_FIRST, SECRET_SECOND) == []
+    finally:
+        keyring.set_keyring(previous)
+
+
+# ------------------------------------------------------------- database trouble
+def test_a_locked_database_leaves_the_run_due_for_the_next_sync(
+        make_manager, db, data_dir, qtbot, services, caplog) -> None:
+    """"database is locked" past the busy timeout is not a run that "did not start":
+    nothing is claimed, and the next sync queues the run."""
+    from sqlalchemy import event
+
+    impatient = make_engine(data_dir.db_path)
+
+    @event.listens_for(impatient, "connect")
+    def _give_up_soon(dbapi_conn: Any, _record: Any) -> None:  # after the app's own pragmas
+        dbapi_conn.execute("PRAGMA busy_timeout = 200")
+
+    manager = make_manager(engine=impatient)  # its job inserts give up after 0.2 s
+    clock = FakeClock(T0)
+    store = ScheduleStore(db, clock=clock)  # the schedules' own writes would wait 30 s
+    service = services(store, manager, clock=clock, monotonic=clock)
+    rec = service.add(name="tick", kind="noop", interval_seconds=60)
+    clock.advance(61)
+
+    other = sqlite3.connect(data_dir.db_path, timeout=30, isolation_level=None,
+                            check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock for a second
+    release = threading.Timer(1.0, lambda: other.execute("ROLLBACK"))
+    release.start()
+    try:
+        assert service.run_due() == []
+        assert "could not be queued (" in caplog.text and "database is locked" in caplog.text
+        assert "the next sync tries again" in caplog.text
+    finally:
+        release.join()
+        other.close()
+    row = store.get(rec.id)
+    assert (row.last_fire_at, row.last_job_id, row.status_note) == (None, None, None)
+    assert schedule_jobs(data_dir, rec.id) == []
+
+    (job_id,) = service.run_due()  # the lock is gone: the same run is queued now
+    row = store.get(rec.id)
+    assert (row.last_fire_at, row.last_job_id, row.status_note) == (T0 + 60, job_id, None)
+    assert wait_final(qtbot, manager, job_id).status is JobStatus.COMPLETED
+    impatient.dispose()
+
+
+def test_a_run_that_cannot_start_is_recorded_in_one_update(
+        make_manager, db, services) -> None:
+    from sqlalchemy import event
+
+    manager = make_manager()
+    clock = FakeClock(T0)
+    store = ScheduleStore(db, clock=clock)
+    rec = store.add(name="Weekly PDF", kind="report_pdf_v9", interval_seconds=60,
+                    check_kind=False)
+    service = services(store, manager, clock=clock, monotonic=clock)
+    clock.advance(61)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db, "before_cursor_execute", record)
+    try:
+        assert service.run_due() == []
+    finally:
+        event.remove(db, "before_cursor_execute", record)
+    writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("UPDATE schedules"), writes
+    row = store.get(rec.id)
+    assert row.last_fire_at == T0 + 60 and row.last_job_id is None
+    assert "did not start: unknown job kind 'report_pdf_v9'" in row.status_note
+
+
+# ------------------------------------------------------------------ clock changes
+@pytest.mark.parametrize("mode", ["qt", "background"])
+def test_setting_the_clock_back_does_not_stall_the_sync(
+        make_manager, db, data_dir, qtbot, services, monkeypatch, mode) -> None:
+    """APScheduler's timers count wall time; the periodic sync must not.  No test may
+    set the machine's clock, so APScheduler's clock and the service's are set back by
+    an hour together."""
+    import apscheduler.schedulers.base as aps_base
+
+    class WallClock(dt.datetime):
+        back = 0.0
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+            return dt.datetime.now(tz) - dt.timedelta(seconds=WallClock.back)
+
+    def wall() -> float:
+        return time.time() - WallClock.back
+
+    monkeypatch.setattr(aps_base, "datetime", WallClock)
+    manager = make_manager()
+    service = services(ScheduleStore(db, clock=wall), manager, mode=mode, clock=wall,
+                       sync_s=0.2)
+    jumps: list[float] = []
+    service.clockJumped.connect(jumps.append)
+    qtbot.wait(700)  # a few syncs on the true time
+    assert jumps == []
+
+    WallClock.back = 3600.0
+    wait_until(qtbot, lambda: jumps, 10, "a sync after the clock was set back by an hour")
+    assert jumps[0] == pytest.approx(-3600, abs=30)
+    # and APScheduler fires in the new time: a schedule added now (as the CLI does) runs
+    rec = ScheduleStore(db, clock=wall).add(name="every second", kind="noop",
+                                            interval_seconds=1)
+    wait_until(qtbot, lambda: len(schedule_jobs(data_dir, rec.id)) >= 2, 20,
+               "two runs of a schedule added after the clock was set back")
+    service.shutdown()
+    for job_id, *_ in schedule_jobs(data_dir, rec.id):
+        wait_final(qtbot, manager, job_id)
+
+
+def test_a_late_sync_counts_as_a_jump_where_the_monotonic_clock_counts_sleep(
+        make_manager, db, qtbot, services) -> None:
+    """On Windows the monotonic clock goes on while the computer sleeps, so wall and
+    monotonic agree after resume: the sync coming two hours late gives it away."""
+    manager = make_manager()
+    wall, mono = FakeClock(T0), FakeClock(5000.0)
+    service = services(ScheduleStore(db, clock=wall), manager, mode="qt", clock=wall,
+                       monotonic=mono, sync_s=0.2, jump_s=10)
+    jumps: list[float] = []
+    service.clockJumped.connect(jumps.append)
+    qtbot.wait(600)  # syncs on time
+    assert jumps == []
+    wall.advance(2 * 3600)  # asleep for two hours, counted by both clocks
+    mono.advance(2 * 3600)
+    wait_until(qtbot, lambda: jumps, 10, "the late sync to count as a jump")
+    assert jumps == [pytest.approx(2 * 3600 - 0.2)]
+    qtbot.wait(600)
+    assert len(jumps) == 1  # the syncs after it are on time again
+
+
+# ---------------------------------------------------------------------------- DST
+BERLIN = "Europe/Berlin"
+
+
+def berlin(*wall: int, fold: int = 0) -> float:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime(*wall, tzinfo=ZoneInfo(BERLIN), fold=fold).timestamp()
+
+
+def utc(*wall: int) -> float:
+    return dt.datetime(*wall, tzinfo=dt.UTC).timestamp()
+
+
+def test_an_hourly_schedule_runs_once_per_real_hour_through_both_dst_nights(
+        make_manager, db, data_dir, qtbot, services) -> None:
+    """Berlin, 2026: the clocks skip 02:00-03:00 on 29 March and repeat 02:00-03:00 on
+    25 October.  An hourly run is due once per hour of real time, each run on time."""
+    manager = make_manager()
+    clock = FakeClock(berlin(2026, 3, 29, 0, 30))
+    store = ScheduleStore(db, clock=clock)
+    service = services(store, manager, clock=clock, monotonic=clock)
+    spring = service.add(name="hourly spring", kind="noop", cron="0 * * * *", timezone=BERLIN)
+    # 01:00 CET, then 03:00 CEST (02:00 does not exist), 04:00 CEST, 05:00 CEST
+    for fire in (utc(2026, 3, 29, 0), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2),
+                 utc(2026, 3, 29, 3)):
+        clock.now = fire + 2
+        assert len(service.sync().submitted) == 1
+        row = store.get(spring.id)
+        assert (row.last_fire_at, row.missed) == (fire, 0)
+    service.set_enabled(spring.id, False)
+
+    clock.now = berlin(2026, 10, 25, 0, 30)
+    autumn = service.add(name="hourly autumn", kind="noop", cron="0 * * * *", timezone=BERLIN)
+    fires = [berlin(2026, 10, 25, 1), berlin(2026, 10, 25, 2),  # 01:00, 02:00 CEST
+             berlin(2026, 10, 25, 2, fold=1),  # 02:00 CET: the hour again, an hour later
+             berlin(2026, 10, 25, 3), berlin(2026, 10, 25, 4)]
+    assert [b - a for a, b in pairwise(fires)] == [3600.0] * 4
+    for fire in fires:
+        clock.now = fire + 2
+        assert len(service.sync().submitted) == 1
+        row = store.get(autumn.id)
+        assert (row.last_fire_at, row.missed) == (fire, 0)
+    assert service.sync().submitted == ()
+    jobs = schedule_jobs(data_dir, spring.id) + schedule_jobs(data_dir, autumn.id)
+    assert len(jobs) == 9
+    for job_id, *_ in jobs:
+        wait_final(qtbot, manager, job_id)
+
+
+@pytest.mark.parametrize("cron, closed, opened, missed, latest", [
+    # spring forward: 02:30 does not exist on 29 March; it runs as 03:30 CEST
+    ("30 2 * * *", (2026, 3, 28, 12, 0), (2026, 3, 29, 9, 0), 1, (2026, 3, 29, 1, 30)),
+    ("0 * * * *", (2026, 3, 29, 0, 30), (2026, 3, 29, 5, 30), 4, (2026, 3, 29, 3, 0)),
+    # fall back: 02:30 happens twice on 25 October; a daily run counts once
+    ("30 2 * * *", (2026, 10, 24, 12, 0), (2026, 10, 25, 9, 0), 1, (2026, 10, 25, 0, 30)),
+    ("0 * * * *", (2026, 10, 25, 0, 30), (2026, 10, 25, 4, 30), 5, (2026, 10, 25, 3, 0)),
+])
+def test_runs_missed_over_a_dst_night_are_counted_in_real_time_and_caught_up_once(
+        make_manager, db, data_dir, qtbot, services, cron, closed, opened, missed,
+        latest) -> None:
+    """The app is closed over the night the clocks change (Berlin wall times in, UTC
+    instants out): the missed count is what fell due in real time; one catch-up."""
+    manager = make_manager()
+    clock = FakeClock(berlin(*closed))
+    store = ScheduleStore(db, clock=clock)
+    rec = store.add(name="nightly", kind="noop", cron=cron, timezone=BERLIN)
+    clock.now = berlin(*opened)
+    service = services(store, manager, clock=clock, monotonic=clock)
+    report = service.sync()
+    assert len(report.submitted) == 1
+    row = store.get(rec.id)
+    assert (row.missed, row.last_fire_at) == (missed, utc(*latest))
+    runs = f"{missed} run" + ("s" if missed > 1 else "")
+    assert row.status_note.startswith(f"Caught up: {runs} missed while the app was not running")
+    assert service.sync().submitted == ()  # caught up once
+    assert wait_final(qtbot, manager, report.submitted[0]).status is JobStatus.COMPLETED
+
+
+@pytest.fixture
+def berlin_is_local(monkeypatch) -> Any:  # type: ignore[no-untyped-def]
+    """This computer's zone becomes Europe/Berlin, after the process looked it up once."""
+    from swifty_desktop.scheduling.rules import resolve_timezone
+
+    first = resolve_timezone("local")  # what the process found at start (tzlocal caches it)
+    monkeypatch.setenv("TZ", BERLIN)
+    time.tzset()
+    yield first
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_local_zone_follows_the_computers_zone_across_spring_forward(
+        make_manager, db, qtbot, services, berlin_is_local) -> None:
+    manager = make_manager()
+    clock = FakeClock(berlin(2026, 3, 28, 12, 0))
+    store = ScheduleStore(db, clock=clock)
+    rec = store.add(name="nightly", kind="noop", cron="30 2 * * *")  # local time
+    assert rec.timezone == "local" and rec.describe_rule() == "Every day at 02:30"
+    assert rec.next_run(clock()) == utc(2026, 3, 29, 1, 30)  # 03:30 CEST, 02:30 is skipped
+    clock.now = berlin(2026, 3, 30, 9, 0)  # closed for two nights
+    service = services(store, manager, clock=clock, monotonic=clock)
+    report = service.sync()
+    row = store.get(rec.id)
+    assert (row.missed, row.last_fire_at) == (2, utc(2026, 3, 30, 0, 30))  # 02:30 CEST
+    assert "(latest due Mon 2026-03-30 02:30 CEST)" in row.status_note
+    assert wait_final(qtbot, manager, report.submitted[0]).status is JobStatus.COMPLETED
