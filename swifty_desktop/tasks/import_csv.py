@@ -148,14 +148,17 @@ def unguard(cell: str) -> str:
     return cell.strip()
 
 
-def unguard_column(cells: Sequence[str]) -> list[str]:
-    """:func:`unguard` for a column of cells (fast when none starts with an apostrophe)."""
-    vals = list(map(str.strip, cells))
-    if "'" in "".join(v[:1] for v in vals):
-        for i, v in enumerate(vals):
-            if v[:1] == "'":
-                vals[i] = unguard(cells[i])
-    return vals
+def unguard_all(vals: list[str], cells: Sequence[str]) -> bool:
+    """:func:`unguard` the trimmed ``vals`` of ``cells`` that start with an apostrophe,
+    in place; return whether any changed."""
+    changed = False
+    for i, v in enumerate(vals):
+        if v[:1] == "'":
+            value = unguard(cells[i])
+            if value != v:
+                vals[i] = value
+                changed = True
+    return changed
 
 
 def parse_text(max_len: int, single_line: bool = False) -> Callable[[str], str]:
@@ -343,11 +346,14 @@ class NumberEvidence:
             if not has_comma and not has_dot:
                 continue
             # the usual files, in one regex: plain numbers with one kind of decimal
-            if not has_comma and "." not in self.seen and _PLAIN_POINT_LINES.fullmatch(joined):
-                self.seen["."] = next(v for v in vals if "." in v)
+            # (which shows that kind and nothing else)
+            if not has_comma and _PLAIN_POINT_LINES.fullmatch(joined):
+                if "." not in self.seen:
+                    self.seen["."] = next(v for v in vals if "." in v)
                 continue
-            if not has_dot and "," not in self.seen and _PLAIN_COMMA_LINES.fullmatch(joined):
-                self.seen[","] = next(v for v in vals if "," in v)
+            if not has_dot and _PLAIN_COMMA_LINES.fullmatch(joined):
+                if "," not in self.seen:
+                    self.seen[","] = next(v for v in vals if "," in v)
                 continue
             for value in set(vals):
                 n = read_number(value.strip())
@@ -441,9 +447,8 @@ _EMAIL_LINES = re.compile(rf"(?:{_EMAIL_ONE}\n)*{_EMAIL_ONE}")
 
 
 def fast_text(max_len: int, single_line: bool, required: bool
-              ) -> Callable[[list[str]], list[Any] | None]:
-    def check(vals: list[str]) -> list[Any] | None:
-        joined = "".join(vals)
+              ) -> Callable[[list[str], str], list[Any] | None]:
+    def check(vals: list[str], joined: str) -> list[Any] | None:
         if _CONTROL.search(joined) or (single_line and _LINE_BREAK.search(joined)):
             return None
         if max(map(len, vals)) > max_len:
@@ -455,20 +460,19 @@ def fast_text(max_len: int, single_line: bool, required: bool
     return check
 
 
-def fast_money(vals: list[str]) -> list[Any] | None:
+def fast_money(vals: list[str], _joined: str = "") -> list[Any] | None:
     if "" in vals or not _MONEY_LINES.fullmatch("\n".join(vals)):
         return None
     return [round(float(v) * 100) for v in vals]
 
 
-def fast_count(vals: list[str]) -> list[Any] | None:
-    joined = "".join(vals)
+def fast_count(vals: list[str], joined: str) -> list[Any] | None:
     if "" in vals or not (joined.isascii() and joined.isdigit()) or max(map(len, vals)) > 9:
         return None
     return list(map(int, vals))
 
 
-def fast_email(vals: list[str]) -> list[Any] | None:
+def fast_email(vals: list[str], _joined: str = "") -> list[Any] | None:
     joined = "\n".join(vals).lower()
     if "" in vals or max(map(len, vals)) > 254 or not _EMAIL_LINES.fullmatch(joined):
         return None
@@ -476,9 +480,9 @@ def fast_email(vals: list[str]) -> list[Any] | None:
 
 
 def fast_lookup(parse: Callable[[str], Any], required: bool
-                ) -> Callable[[list[str]], list[Any] | None]:
+                ) -> Callable[[list[str], str], list[Any] | None]:
     """For columns with few distinct values (currency, status): parse each once."""
-    def check(vals: list[str]) -> list[Any] | None:
+    def check(vals: list[str], _joined: str = "") -> list[Any] | None:
         distinct = set(vals)
         if len(distinct) > 256:
             return None
@@ -507,7 +511,8 @@ class Field:
     # one read (see unguard), non-empty value -> stored value, or Invalid; a number
     # field's parser also takes the file's NumberStyle
     parse: Callable[..., Any]
-    fast: Callable[[list[str]], list[Any] | None]  # a whole column at once, or None
+    # a whole column at once (its values, and those joined), or None
+    fast: Callable[[list[str], str], list[Any] | None]
     required: bool = False
     default: Any = None  # for new rows when the cell is empty or the column absent
     aliases: tuple[str, ...] = ()
@@ -850,7 +855,9 @@ class _Reader:
             before = self._reader.line_num
             chunk = itertools.islice(self._reader, 20000)
             if evidence is not None and evidence.columns:
-                evidence.feed(list(chunk))
+                # small slices: their records are freed (and the memory reused) at once
+                for _ in range(20):
+                    evidence.feed(list(itertools.islice(chunk, 1000)))
             else:
                 collections.deque(chunk, maxlen=0)
             if self._reader.line_num == before:
@@ -1053,8 +1060,12 @@ class BatchValidator:
             if idx is None:
                 columns.append([None] * n)
                 continue
-            vals = unguard_column(by_column[idx])
-            out = field.fast(vals) if n and self.fast else None
+            cells = by_column[idx]
+            vals = list(map(str.strip, cells))
+            flat = "".join(vals)  # the fast checks search it, too
+            if "'" in flat and unguard_all(vals, cells):
+                flat = "".join(vals)
+            out = field.fast(vals, flat) if n and self.fast else None
             if out is None:
                 out = self._one_by_one(field, vals, rows, problems)
             columns.append(out)
