@@ -457,3 +457,24 @@ def test_product_mapping() -> None:
                    "external_id": "7"}
     with pytest.raises(BadProduct, match="no SKU"):
         map_product({"id": 8, "sku": ""}, "EUR")
+
+
+def test_loopback_requests_bypass_a_configured_proxy(monkeypatch) -> None:
+    """HTTP_PROXY pointing at nothing: the demo supplier on 127.0.0.1 is still reached,
+    while other hosts would go through the proxy."""
+    from loopback import StaticServer
+
+    from swifty_desktop.integrations.http import HttpPolicy, is_loopback, make_session
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with StaticServer({"/ping": (200, "text/plain", b"pong")}) as server:
+        with make_session(HttpPolicy()) as session:
+            assert session.get(server.base_url + "/ping", timeout=5).text == "pong"
+            settings = session.merge_environment_settings(
+                "http://supplier.example/x", {}, False, True, None)
+            assert settings["proxies"].get("http") == "http://127.0.0.1:9"
+    assert is_loopback("http://localhost:8080/") and is_loopback("http://[::1]/")
+    assert not is_loopback("http://127.example.com/")

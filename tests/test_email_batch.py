@@ -504,3 +504,22 @@ def test_a_batch_longer_than_the_time_limit_stops_before_it_and_the_next_attempt
                                   FakeContext(db, data_dir))
         assert (result["sent"], result["skipped_already_sent"]) == (5 - first, first)
         assert server.received() == {f"c{i}@example.com": 1 for i in range(1, 6)}
+
+
+def test_the_engine_time_limit_given_to_a_batch_is_the_one_it_stops_before(db,
+                                                                          data_dir) -> None:
+    """The worker tells the body its time limit (a per-kind override included): a batch
+    told 3 s at 60 messages a minute stops after about half of it, and says so."""
+    from task_context import FakeContext
+
+    from swifty_desktop.tasks import email_batch as kind
+    from swifty_desktop.tasks.base import TransientError
+
+    add_customers(db, *customers(5))
+    with MailServer() as server:
+        smtp_settings(db, server, **{"mail.per_minute": 60})
+        ctx = FakeContext(db, data_dir)
+        ctx.time_limit = 3.0
+        with pytest.raises(TransientError, match="before its time limit of 3 s"):
+            kind.email_batch({"audience": "opted_in", "template": "auto"}, ctx)
+        assert 1 <= len(server.messages) < 5

@@ -123,10 +123,41 @@ def make_retry(policy: HttpPolicy) -> Retry:
     )
 
 
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this computer (the demo supplier, a local test feed)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Session(requests.Session):
+    """A Session that never sends loopback requests through a proxy.
+
+    With ``HTTP_PROXY`` set and no ``NO_PROXY``, requests would hand 127.0.0.1 to
+    the proxy, which cannot reach this computer's own servers (the built-in demo
+    supplier among them).
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert)
+        if url and is_loopback(str(url)):
+            settings["proxies"] = {}
+        return settings
+
+
 def make_session(policy: HttpPolicy, *, auth: tuple[str, str] | None = None,
                  accept: str = "application/json") -> requests.Session:
     """A Session whose every request retries transient failures (see module doc)."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(max_retries=make_retry(policy), pool_connections=2, pool_maxsize=2)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

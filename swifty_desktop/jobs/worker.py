@@ -67,6 +67,7 @@ class WorkerContext:
         self.resume_state: Any = job.get("checkpoint")
         self._db_url: str = str(job["db_url"])
         self._engine_id: str | None = job.get("engine_id")
+        self.time_limit: float = float(job.get("timeout") or 3600.0)
         self._last_progress = 0.0
         self._pending_progress: tuple[float | None, str] | None = None
         self.outputs: list[tuple[Path, Path, bool, bool]] = []  # temp, final, primary, chosen

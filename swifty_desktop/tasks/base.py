@@ -183,6 +183,7 @@ class Context(Protocol):
     attempt: int
     data_dir: Path
     resume_state: Any
+    time_limit: float  # seconds this job may run (the kind's timeout, or its override)
 
     def progress(self, fraction: float | None, message: str = "") -> None: ...
     def log(self, line: str) -> None: ...

@@ -232,11 +232,12 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
     pacer = mailer.Pacer(0 if outbox is not None else
                          int(settings.get("mail.per_minute") or 0))
-    deadline = started + max(TIME_LIMIT_S - STOP_MARGIN_S, TIME_LIMIT_S / 2)
+    limit_s = float(getattr(ctx, "time_limit", TIME_LIMIT_S))  # the engine's, if it says
+    deadline = started + max(limit_s - STOP_MARGIN_S, limit_s / 2)
     if pacer.interval and pacer.interval * len(todo) > deadline - time.monotonic():
         ctx.log(f"At {60 / pacer.interval:g} messages a minute, {len(todo)} messages take "
                 f"{pacer.interval * len(todo) / 3600:.1f} h, longer than a job may run "
-                f"({TIME_LIMIT_S / 3600:g} h): this attempt stops before that and the "
+                f"({_span(limit_s)}): this attempt stops before that and the "
                 "automatic retry sends the rest")
     today = dt.date.today().isoformat()
     sent = 0
@@ -246,7 +247,7 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
             ctx.check_cancelled()
             if time.monotonic() > deadline:
                 raise TransientError(
-                    f"the batch stopped before its time limit of {TIME_LIMIT_S / 3600:g} h "
+                    f"the batch stopped before its time limit of {_span(limit_s)} "
                     f"with {len(todo) - index} messages left ({sent} sent in this attempt); "
                     "the job will retry automatically and send only to the recipients not "
                     "reached yet. A higher messages-per-minute limit in Settings › E-mail "
@@ -501,3 +502,12 @@ def _recipient_data(engine: Any, ids: list[int | None], mailer: Any
                     r.number, r.order_date.isoformat() if r.order_date else "",
                     int(r.total_cents or 0), r.currency, r.status))
     return people, open_orders
+
+
+def _span(seconds: float) -> str:
+    """A time limit as people say it: "6 h", "90 min", "20 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
