@@ -134,6 +134,13 @@ def test_worker_fires_an_interval_schedule(tmp_path: Path) -> None:
 
 
 def test_two_workers_on_one_data_directory_fire_each_run_once(tmp_path: Path) -> None:
+    """Exactly one job per fire time: each scheduled job logs the fire time it stands
+    for; none is fired twice, none after the first is skipped, and the runs before the
+    workers were up are the ones counted as missed."""
+    import datetime as dt
+
+    from swifty_desktop.scheduling.store import RUN_LOG_PREFIX
+
     assert run_cli(tmp_path, "schedules", "add", "tick", "noop", "--every", "1").returncode == 0
     sid = rows(tmp_path, "SELECT id FROM schedules WHERE name = 'tick'")[0][0]
     first = start_worker(tmp_path, "--workers", "1")
@@ -142,10 +149,21 @@ def test_two_workers_on_one_data_directory_fire_each_run_once(tmp_path: Path) ->
         time.sleep(3.5)
     finally:
         assert stop(first) == 0 and stop(second) == 0
-    (anchor, last_fire), = rows(tmp_path, "SELECT updated_at, last_fire_at FROM schedules "
-                                "WHERE id = ?", sid)
-    fire_times = round(last_fire - anchor)  # runs due up to the last one claimed
-    jobs = rows(tmp_path, "SELECT id FROM jobs WHERE schedule_id = ?", sid)
+    (anchor, last_fire, missed), = rows(tmp_path, "SELECT rule_changed_at, last_fire_at, "
+                                        "missed FROM schedules WHERE id = ?", sid)
+    lines = rows(tmp_path, "SELECT j.id, l.line FROM jobs j JOIN job_logs l ON l.job_id = j.id "
+                 "WHERE j.schedule_id = ? AND l.line LIKE ? ORDER BY j.id", sid,
+                 f"{RUN_LOG_PREFIX} 'tick' due %")
+    jobs = [j for (j,) in rows(tmp_path, "SELECT id FROM jobs WHERE schedule_id = ?", sid)]
+    assert sorted(j for j, _ in lines) == sorted(jobs)  # one line per job
+    due = [dt.datetime.fromisoformat(line.split(" due ")[1].split(" ")[0]).timestamp()
+           for _, line in lines]
+    steps = [round(t - anchor) for t in due]  # fire time k is anchor + k seconds
+    assert all(abs(t - (anchor + k)) < 1e-3 for t, k in zip(due, steps, strict=True))
+    fire_times = round(last_fire - anchor)  # the fire times due up to the last one claimed
     assert fire_times >= 3
-    # at most one job per fire time (a late start may coalesce a few into one)
-    assert fire_times - 2 <= len(jobs) <= fire_times, (len(jobs), fire_times)
+    assert len(set(steps)) == len(steps), steps  # no fire time ran twice
+    # every fire time from the first run on has exactly one job; the ones before were
+    # coalesced into that first run (the workers were starting) and counted as missed
+    assert sorted(steps) == list(range(steps[0], fire_times + 1)), (steps, fire_times)
+    assert missed == steps[0] - 1 and len(jobs) + missed == fire_times
