@@ -303,7 +303,8 @@ class JobRunner(QRunnable):
                     "id": job.id, "kind": job.kind, "params": job.params,
                     "attempt": job.attempt, "checkpoint": job.checkpoint,
                     "data_dir": svc.data_dir, "db_url": svc.db_url,
-                    "engine_id": svc.dispatcher.engine_id}})
+                    "engine_id": svc.dispatcher.engine_id,
+                    "timeout": svc.timeout_for(job.kind)}})
             except (OSError, ValueError):
                 pending.insert(0, job)
                 return False
@@ -376,7 +377,11 @@ class JobRunner(QRunnable):
                                 "status": JobStatus.CANCELLED.value,
                                 "message": "Cancelled before it started"}
                         elif outcome["status"] == JobStatus.CANCELLED.value and why_stop:
+                            # a task's own note on a cancel says what it kept: keep it
+                            note = outcome.get("message") if why_stop == "cancel" else None
                             outcome = self._stopped(why_stop, current, killed=False)
+                            if note:
+                                outcome["message"] = note
                         outcomes[current.id] = outcome
                         inflight.pop(0)
                         temp_files.clear()
