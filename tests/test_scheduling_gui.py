@@ -16,6 +16,7 @@ from swifty_desktop.gui.schedule_editor import ScheduleEditor
 from swifty_desktop.gui.schedules_view import (
     COL_ENABLED,
     COL_LAST,
+    COL_MISSED,
     COL_NAME,
     COL_NEXT,
     COL_RULE,
@@ -245,3 +246,151 @@ def test_editing_a_schedule_of_a_missing_kind_keeps_the_kind(service, qtbot) -> 
     dialog.accept()
     saved = service.store.get(record.id)
     assert (saved.kind, saved.params, saved.cron) == ("kind_of_tomorrow", {"a": 1}, "0 6 * * *")
+
+
+# ------------------------------------------------------------------- the real window
+def test_the_app_shows_the_schedules_tab_in_the_registry_dock(qapp, qtbot, tmp_path) -> None:
+    """app.py starts the Qt scheduler and hands it to the window, which adds the tab."""
+    import logging
+    from pathlib import Path
+
+    from swifty_desktop import bootstrap
+    from swifty_desktop.app import SwiftyApp
+
+    style, quit_on_close = qapp.style().name(), qapp.quitOnLastWindowClosed()
+    app = SwiftyApp(str(tmp_path / "data"), show_welcome=False)
+    app.start()
+    try:
+        window = app.window
+        wait_until(qtbot, lambda: getattr(window, "schedules_view", None) is not None, 30,
+                   "the scheduler to start and its tab to appear")
+        tabs = window.dock.tabs
+        titles = [tabs.tabText(i) for i in range(tabs.count())]
+        assert titles == ["Jobs", "Schedules"]
+        view = tabs.widget(titles.index("Schedules"))
+        assert view is window.schedules_view and isinstance(view, SchedulesView)
+        assert view.scheduler is app.scheduler and view.manager is app.manager
+        assert app.scheduler.mode == "qt" and app.scheduler.is_running
+        wait_until(qtbot, lambda: view.model.rowCount() == 3, 10, "the default schedules")
+        assert {r.name for r in view.model.rows()} == {
+            "Exchange rates", "Archive completed orders", "Weekly sales report"}
+        tabs.setCurrentWidget(view)
+        assert view.isVisible() and window.dock.isVisible()
+    finally:
+        window.really_quit = True
+        window.close()
+        app.shutdown()
+        window.deleteLater()
+        qapp.setStyle(style)
+        qapp.setQuitOnLastWindowClosed(quit_on_close)
+        for handler in list(logging.getLogger().handlers):
+            name = getattr(handler, "baseFilename", None)
+            if name and Path(name).is_relative_to(tmp_path):
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+                bootstrap._LOGGING_READY.discard(Path(name))
+
+
+# ------------------------------------------------------ missed runs, back-off, notes
+def tooltip(view: SchedulesView, name: str, column: int) -> str:
+    model = view.model
+    row = next(i for i, r in enumerate(model.rows()) if r.name == name)
+    return str(model.data(model.index(row, column), Qt.ItemDataRole.ToolTipRole))
+
+
+def test_missed_runs_back_off_and_notes_show_in_the_row(view: SchedulesView, qtbot) -> None:
+    import time
+
+    store = view.scheduler.store
+    rec = store.by_name("tick")
+    assert cell(view, "tick", COL_MISSED) == ""  # nothing missed: an empty cell
+    note = ("Caught up: 3 runs missed while the app was not running (latest due Mon "
+            "07:00); ran once at Mon 09:12.")
+    assert store.claim_fire(rec, time.time() - 60, missed=3, note=note)
+    view.scheduler.sync()  # as after any sync, the view refreshes
+    wait_until(qtbot, lambda: cell(view, "tick", COL_MISSED) == "3", 5, "the missed count")
+    tip = tooltip(view, "tick", COL_MISSED)
+    assert tip.startswith("3 run(s) fell due while the app was not running") and note in tip
+    assert tooltip(view, "tick", COL_NAME) == note  # the note is on every cell of the row
+    assert not cell(view, "tick", COL_NEXT).endswith("(backing off)")
+
+    backoff = ("Backing off: the last 3 runs failed (last error: supplier down (503)). "
+               "Fix the cause and use Run now; a successful run ends the back-off.")
+    until = time.time() + 2 * 3600
+    rec = store.get(rec.id)
+    assert store.set_failure_state(rec.id, 3, until, backoff, rec.next_run(until))
+    view.refresh()
+    next_run = cell(view, "tick", COL_NEXT)
+    assert next_run.endswith(" (backing off)") and next_run != " (backing off)"
+    assert tooltip(view, "tick", COL_NEXT) == backoff
+    assert view.model.data(view.model.index(view.model.row_of(rec.id), COL_NEXT),
+                           Qt.ItemDataRole.ForegroundRole).name() == "#e65100"
+
+
+# --------------------------------------------------------------- editor, as you type
+def test_the_editor_checks_the_cron_as_you_type_and_previews_five_runs(
+        editor: ScheduleEditor, qtbot) -> None:
+    import datetime as dt
+
+    editor.show()
+    editor.cronEdit.clear()
+    assert not editor.ok_button().isEnabled() and editor.previewList.count() == 0
+    states: list[tuple[str, bool, int]] = []
+    editor.cronEdit.textChanged.connect(lambda text: states.append(
+        (text, editor.ok_button().isEnabled(), editor.previewList.count())))
+    qtbot.keyClicks(editor.cronEdit, "0 6 * * 1")
+    assert [t for t, _, _ in states] == ["0", "0 ", "0 6", "0 6 ", "0 6 *", "0 6 * ",
+                                         "0 6 * *", "0 6 * * ", "0 6 * * 1"]
+    assert [(ok, n) for _, ok, n in states[:-1]] == [(False, 0)] * 8  # checked per key
+    assert states[-1][1:] == (True, 5)
+    assert editor.error_text() == "" and editor.ruleLabel.text() == "Every Monday at 06:00"
+    items = [editor.previewList.item(i).text() for i in range(5)]
+    days = [dt.datetime.strptime(text[:20], "%a %Y-%m-%d %H:%M") for text in items]
+    assert all(d.strftime("%a %H:%M") == "Mon 06:00" for d in days)
+    assert [(b - a).days for a, b in zip(days, days[1:], strict=False)] == [7, 7, 7, 7]
+    assert days[0] > dt.datetime.now() - dt.timedelta(days=1)  # from now on
+
+    qtbot.keyClicks(editor.cronEdit, "0")  # "0 6 * * 10": no such weekday
+    assert not editor.ok_button().isEnabled() and editor.error_text() != ""
+    assert editor.previewList.count() == 0 and editor.ruleLabel.text() == ""
+    qtbot.keyClick(editor.cronEdit, Qt.Key.Key_Backspace)
+    assert editor.ok_button().isEnabled() and editor.previewList.count() == 5
+
+
+# ------------------------------------------------------------------ a secret parameter
+def test_the_editor_keeps_a_saved_secret_unless_a_new_one_is_typed(
+        service, qtbot, db, monkeypatch, tmp_path) -> None:
+    import json
+
+    import keyring
+    from loopback import use_file_keyring
+
+    from swifty_desktop.jobs.secrets import is_ref
+
+    previous = use_file_keyring(monkeypatch, tmp_path)
+    try:
+        record = service.add(name="Supplier", kind="catalog_sync", cron="0 5 * * *",
+                             params={"base_url": "http://127.0.0.1:9", "consumer_key": "ck_1",
+                                     "consumer_secret": "cs_SAVED_1"})
+        ref = record.params["consumer_secret"]
+        dialog = ScheduleEditor(service, record)
+        qtbot.addWidget(dialog)
+        field = dialog._param_fields["consumer_secret"]
+        assert field.text() == "" and "system keyring" in field.placeholderText()
+        qtbot.keyClicks(dialog.cronEdit, " ")  # any edit; the secret field stays empty
+        dialog.accept()
+        assert service.store.get(record.id).params["consumer_secret"] == ref
+
+        dialog = ScheduleEditor(service, service.store.get(record.id))
+        qtbot.addWidget(dialog)
+        qtbot.keyClicks(dialog._param_fields["consumer_secret"], "cs_TYPED_2")
+        dialog.accept()
+        saved = service.store.get(record.id).params["consumer_secret"]
+        assert is_ref(saved) and saved != ref
+        entries = json.loads((tmp_path / "keyring.json").read_text())
+        assert list(entries.values()) == ["cs_TYPED_2"]  # the old entry is gone
+        with db.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT params FROM schedules").scalars().all()
+        assert not any("cs_SAVED_1" in p or "cs_TYPED_2" in p for p in stored)
+    finally:
+        keyring.set_keyring(previous)
