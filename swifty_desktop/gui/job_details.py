@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QDialog, QMessageBox, QTableWidgetItem, QWidget
 
 from swifty_desktop.gui import job_actions
-from swifty_desktop.gui.registry_model import STATUS_COLORS, result_summary
+from swifty_desktop.gui.registry_model import STATUS_COLORS, kind_title, result_summary
 from swifty_desktop.gui.uitools import fmt_duration, fmt_time, icon, load_form
 from swifty_desktop.jobs.manager import JobManager
 from swifty_desktop.jobs.model import JobRecord, JobStatus
@@ -88,7 +88,7 @@ class JobDetailsDialog(QDialog):
         self.progressBar.setVisible(running)
         if running:
             self._show_progress(job.progress, job.message or "")
-        self.kindValue.setText(job.kind)
+        self.kindValue.setText(f"{kind_title(job.kind)} ({job.kind})")
         self.triggerValue.setText(job.trigger.describe())
         self.timesValue.setText(
             f"created {fmt_time(job.created_at, with_date=True)}"

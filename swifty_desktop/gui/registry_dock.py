@@ -121,12 +121,11 @@ class ProgressDelegate(QStyledItemDelegate):
 class JobDelegate(QStyledItemDelegate):
     """The Job cell: the job's title, then its kind in smaller, dimmer text.
 
-    The title keeps priority when the column is narrow: the kind is elided, then
-    left out, before the title is elided.
+    The title keeps priority when the column is narrow: the kind is left out before
+    the title is elided (the tooltip always names the kind).
     """
 
     GAP = 8  # pixels between the title and the kind
-    MIN_KIND = 40  # less room than this: no kind at all
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -163,9 +162,9 @@ class JobDelegate(QStyledItemDelegate):
         small_metrics = painter.fontMetrics()
         title_width = metrics.horizontalAdvance(title)
         kind_room = rect.width() - title_width - self.GAP
-        # the title keeps priority: the kind is elided, then dropped, before the title
-        shown_kind = small_metrics.elidedText(kind, Qt.TextElideMode.ElideRight, kind_room) \
-            if kind_room >= self.MIN_KIND else ""
+        # the title keeps priority: the kind is left out (a clipped kind says little)
+        # before the title is elided
+        shown_kind = kind if small_metrics.horizontalAdvance(kind) <= kind_room else ""
         shown = metrics.elidedText(title, Qt.TextElideMode.ElideRight, rect.width())
         align = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         painter.setFont(opt.font)

@@ -268,7 +268,8 @@ class JobTableModel(QAbstractTableModel):
     def _tooltip(job: JobRecord, col: int) -> str:
         if col == COL_JOB:
             params = json.dumps(job.params, ensure_ascii=False) if job.params else "none"
-            return f"#{job.id} · {job.kind} · attempt {job.attempt}\nParameters: {params}"
+            return (f"#{job.id} · {kind_title(job.kind)} ({job.kind}) · attempt {job.attempt}\n"
+                    f"Parameters: {params}")
         if col == COL_RESULT and job.error is not None:
             return f"{job.error.type}: {job.error.message}"
         if col == COL_RESULT and job.output_path:
