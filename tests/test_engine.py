@@ -527,3 +527,22 @@ def test_a_checkpoint_is_refused_once_the_job_is_no_longer_ours(make_manager, qt
     job = manager.store.get(job_id)
     assert job.checkpoint["step"] == step and job.engine_id == "elsewhere:1:app:x"
     assert job.status is JobStatus.RUNNING  # our outcome did not overwrite the new owner's
+
+
+def test_the_text_search_ignores_case_and_takes_wildcards_literally(db) -> None:
+    from swifty_desktop.jobs.store import JobQuery
+
+    store = JobStore(db)
+    a = store.insert("noop", "Export Products to Excel", {}, Trigger("api"))
+    b = store.insert("noop", "Report 50% done", {}, Trigger("api"))
+    c = store.insert("noop", "Report 50 x done", {"note": "under_score"}, Trigger("api"))
+
+    def found(text: str) -> list[int]:
+        return sorted(j.id for j in store.list(JobQuery(text=text, include_diagnostic=True)))
+
+    assert found("export products") == [a]
+    assert found("EXPORT") == [a]
+    assert found("50%") == [b]  # not "50 anything"
+    assert found("50_x") == []  # "_" is not a wildcard (it would match "50 x")
+    assert found("under_score") == [c]  # parameters are searched too
+    assert found("nothing like it") == []
