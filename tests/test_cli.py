@@ -130,3 +130,23 @@ def test_a_secret_parameter_without_a_keyring_is_refused_not_stored(tmp_path: Pa
     assert "parameter 'consumer_secret' is a secret" in proc.stderr
     assert "Settings" in proc.stderr
     assert job_count(tmp_path) == 0
+
+
+def test_a_relative_input_path_is_read_from_where_the_command_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    here = tmp_path / "shop files"
+    here.mkdir()
+    (here / "products.csv").write_text("sku,name,price,currency,stock\nA-1,Widget,9.50,EUR,3\n",
+                                       encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "swifty_desktop", "--data-dir", str(tmp_path / "data"), "jobs",
+         "submit", "import_csv", "-p", "path=products.csv", "-p", "table=products", "--wait",
+         "--json"], cwd=here, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)
+    assert job["params"]["path"] == str(here / "products.csv")
+    assert job["result"]["inserted"] == 1

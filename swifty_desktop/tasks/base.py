@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +73,10 @@ class Param:
                 if kind == "path" and not value.strip():
                     raise ValueError("empty path")
                 out: Any = value
+                if kind == "path" and self.path_mode in ("open", "dir"):
+                    # an existing file is named from where the user is (a shell's folder),
+                    # not from wherever the worker process that reads it runs
+                    out = os.path.abspath(os.path.expanduser(value))
             elif kind == "int":
                 if isinstance(value, bool):
                     raise ValueError
