@@ -86,6 +86,9 @@ def outcome_text(job: JobRecord) -> str:
             text += f"; {_n(result, 'rejected'):,} rows rejected"
         if _n(result, "discontinued"):
             text += f"; {_n(result, 'discontinued'):,} discontinued"
+        if _n(result, "conflict_count"):
+            text += (f"; {_n(result, 'conflict_count'):,} skipped (their SKU belongs to "
+                     "another supplier's product)")
         return text
     if job.kind == "archive":
         return f"{_n(result, 'archived'):,} orders archived"
@@ -96,9 +99,13 @@ def outcome_text(job: JobRecord) -> str:
         return (f"{_n(result, 'currencies')} rates for {result.get('date', 'today')}: "
                 f"{_n(result, 'inserted')} new, {_n(result, 'updated')} corrected")
     if job.kind == "email_batch":
-        text = f"{_n(result, 'sent'):,} e-mails sent"
+        verb = "written to the outbox" if result.get("transport") == "outbox" else "sent"
+        text = f"{_n(result, 'sent'):,} e-mails {verb}"
         if _n(result, "failed"):
             text += f", {_n(result, 'failed'):,} failed"
+        if _n(result, "uncertain"):
+            text += (f", {_n(result, 'uncertain'):,} uncertain (see the job's details before "
+                     "sending again)")
         return text
     return ""
 
