@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from swifty_desktop.gui.schedule_editor import ScheduleEditor
 from swifty_desktop.gui.schedules_view import (
     COL_ENABLED,
+    COL_KIND,
     COL_LAST,
     COL_MISSED,
     COL_NAME,
@@ -67,6 +68,11 @@ def test_rows_show_rule_state_and_runs(view: SchedulesView) -> None:
     assert cell(view, "Archive completed orders", COL_RULE) == "Every Sunday at 02:00"
     assert cell(view, "tick", COL_RULE) == "Every hour"
     assert cell(view, "tick", COL_ENABLED) == "Yes" and cell(view, "tick", COL_LAST) == "Never"
+    # the kind as the menus name it; its name in the tooltip
+    assert cell(view, "Archive completed orders", COL_KIND) == "Archive old orders"
+    row = next(i for i, r in enumerate(view.model.rows()) if r.name == "tick")
+    assert view.model.data(view.model.index(row, COL_KIND),
+                           Qt.ItemDataRole.ToolTipRole) == "Job kind: noop"
     assert cell(view, "tick", COL_NEXT) not in ("", "Never", "Paused")
     names = [view.proxy.data(view.proxy.index(r, COL_NAME)) for r in range(4)]
     assert names == sorted(names, key=str.lower)  # sorted by name in the view

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from swifty_desktop.gui.schedule_editor import ScheduleEditor
 from swifty_desktop.gui.uitools import icon
 from swifty_desktop.scheduling.store import ScheduleError, ScheduleSummary
+from swifty_desktop.tasks import registry
 
 COLUMNS = ("Name", "Kind", "Rule", "Enabled", "Last run", "Next run", "Missed")
 COL_NAME, COL_KIND, COL_RULE, COL_ENABLED, COL_LAST, COL_NEXT, COL_MISSED = range(len(COLUMNS))
@@ -197,8 +198,9 @@ class SchedulesModel(QAbstractTableModel):
         now = self._clock()
         if col == COL_NAME:
             return row.name
-        if col == COL_KIND:
-            return row.kind
+        if col == COL_KIND:  # what it does, as the menus say it (the name is in the tooltip)
+            spec = registry().get(row.kind)
+            return spec.title if spec is not None else row.kind
         if col == COL_RULE:
             return row.rule
         if col == COL_ENABLED:
@@ -229,6 +231,9 @@ class SchedulesModel(QAbstractTableModel):
 
     @staticmethod
     def _tooltip(row: ScheduleRow, col: int) -> str | None:
+        if col == COL_KIND:
+            return f"Job kind: {row.kind}" if row.kind in registry() else (
+                f"Job kind '{row.kind}' is unknown to this version of the app")
         if col == COL_LAST and row.last_job_id:
             tip = f"Job #{row.last_job_id}: {row.last_status}. Double-click to open it."
         elif col == COL_MISSED and row.missed:
