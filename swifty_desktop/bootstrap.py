@@ -119,6 +119,19 @@ def log_file_for(data_dir: DataDir, role: str) -> Path:
     return data_dir.logs / LOG_FILES[role]
 
 
+def close_logs(under: Path) -> None:
+    """Detach and close the log handlers writing into ``under`` (a data directory
+    about to be deleted, or a test's), so that a later :func:`init_logging` for the
+    same file opens it afresh."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        name = getattr(handler, "baseFilename", None)
+        if name and Path(name).is_relative_to(under):
+            root.removeHandler(handler)
+            handler.close()
+            _LOGGING_READY.discard(Path(name))
+
+
 def init_logging(data_dir: DataDir, *, verbose: bool = False, console: bool = False,
                  role: str = "cli", max_bytes: int = LOG_MAX_BYTES,
                  backups: int = LOG_BACKUPS) -> Path:

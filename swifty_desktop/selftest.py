@@ -620,14 +620,9 @@ def _tables_with_rows(db: Path) -> dict[str, int]:
 
 def _close_logs(root: Path) -> None:
     """Detach the log handlers that write into ``root`` (about to be deleted)."""
-    import logging
+    from swifty_desktop.bootstrap import close_logs
 
-    logger = logging.getLogger()
-    for handler in list(logger.handlers):
-        name = getattr(handler, "baseFilename", None)
-        if name and Path(name).is_relative_to(root):
-            logger.removeHandler(handler)
-            handler.close()
+    close_logs(root)
 
 
 def _size(path: Path) -> str:

@@ -10,7 +10,6 @@ the reports written per minute -- while the app keeps running.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -75,13 +74,7 @@ def swifty_app(qapp: Any, tmp_path: Path, dialogs: DialogSpy) -> Iterator[Swifty
     # leave the shared QApplication and the root logger as other tests expect them
     qapp.setStyle(style)
     qapp.setQuitOnLastWindowClosed(quit_on_close)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        name = getattr(handler, "baseFilename", None)
-        if name and Path(name).is_relative_to(tmp_path):
-            root.removeHandler(handler)
-            handler.close()
-            bootstrap._LOGGING_READY.discard(Path(name))
+    bootstrap.close_logs(tmp_path)
 
 
 def _crash_dialogs() -> list[QMessageBox]:

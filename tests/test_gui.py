@@ -772,7 +772,6 @@ def test_settings_never_show_a_stored_secret_and_can_remove_it(qtbot, db, monkey
 
 def test_the_app_uses_banners_where_the_desktop_has_no_tray(qapp, qtbot, tmp_path,
                                                             url_catcher) -> None:
-    import logging
 
     from swifty_desktop import bootstrap
     from swifty_desktop.app import SwiftyApp
@@ -799,13 +798,7 @@ def test_the_app_uses_banners_where_the_desktop_has_no_tray(qapp, qtbot, tmp_pat
         app.window.deleteLater()
         qapp.setStyle(style)
         qapp.setQuitOnLastWindowClosed(quit_on_close)
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            name = getattr(handler, "baseFilename", None)
-            if name and Path(name).is_relative_to(tmp_path):
-                root.removeHandler(handler)
-                handler.close()
-                bootstrap._LOGGING_READY.discard(Path(name))
+        bootstrap.close_logs(tmp_path)
 
 
 def test_progress_of_another_engines_job_reaches_the_registry(qtbot, make_manager,

@@ -257,8 +257,6 @@ def test_editing_a_schedule_of_a_missing_kind_keeps_the_kind(service, qtbot) -> 
 # ------------------------------------------------------------------- the real window
 def test_the_app_shows_the_schedules_tab_in_the_registry_dock(qapp, qtbot, tmp_path) -> None:
     """app.py starts the Qt scheduler and hands it to the window, which adds the tab."""
-    import logging
-    from pathlib import Path
 
     from swifty_desktop import bootstrap
     from swifty_desktop.app import SwiftyApp
@@ -289,12 +287,7 @@ def test_the_app_shows_the_schedules_tab_in_the_registry_dock(qapp, qtbot, tmp_p
         window.deleteLater()
         qapp.setStyle(style)
         qapp.setQuitOnLastWindowClosed(quit_on_close)
-        for handler in list(logging.getLogger().handlers):
-            name = getattr(handler, "baseFilename", None)
-            if name and Path(name).is_relative_to(tmp_path):
-                logging.getLogger().removeHandler(handler)
-                handler.close()
-                bootstrap._LOGGING_READY.discard(Path(name))
+        bootstrap.close_logs(tmp_path)
 
 
 # ------------------------------------------------------ missed runs, back-off, notes
