@@ -120,7 +120,8 @@ def main() -> None:
     print(json.dumps({
         "jobs_per_s": round(o, 1), "huey_jobs_per_s": round(h, 1), "ratio": round(o / h, 2),
         "jobs": args.jobs, "rounds": args.rounds, "workers": args.workers,
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (f"{platform.machine()} {os.cpu_count()} cores, "
+                    f"Python {platform.python_version()}"),
     }))
 
 

@@ -1,8 +1,8 @@
 """How long the GUI thread's event loop stalls while four CPU-heavy jobs run.
 
 A 5 ms QTimer on the GUI thread records the gap between its ticks (the stall: how
-long the event loop went without turning; 5 ms when nothing blocks it).  Two runs in one process, same job
-body (``burn_work``, allocation-heavy pure Python, shared with the ``burn``
+long the event loop went without turning; 5 ms when nothing blocks it).  Two runs
+in one process, same job body (``burn_work``, allocation-heavy pure Python, shared with the ``burn``
 kind):
 
 * isolated: four ``burn`` jobs through the real engine (worker processes,

@@ -108,7 +108,8 @@ def _job_id(text: str) -> int:
     try:
         value = int(text.lstrip("#"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a job id (a number such as 12)")
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a job id (a number such as 12)") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a job id (a number such as 12)")
     return value
@@ -153,10 +154,11 @@ def _fmt_duration(seconds: float | None) -> str:
 def _table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     widths[-1] = 0  # the last column is never padded
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
     return "\n".join(lines)
 
 

@@ -19,9 +19,9 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from swifty_desktop.db.models import Setting
 
@@ -102,7 +102,7 @@ def write_value(conn: Any, key: str, value: Any) -> None:
     spec = spec_for(key)
     if spec is not None and spec.secret:
         raise ValueError(f"{key} is a secret: it belongs in the keyring, not the database")
-    table = Setting.__table__
+    table = cast(Table, Setting.__table__)
     conn.execute(delete(table).where(table.c.key == key))
     if value is not None:
         conn.execute(insert(table).values(key=key, value=json.dumps(value)))
@@ -143,7 +143,7 @@ class Settings:
             return
         from sqlalchemy import delete, insert
 
-        table = Setting.__table__
+        table = cast(Table, Setting.__table__)
         with self.engine.begin() as conn:
             conn.execute(delete(table).where(table.c.key == key))
             if value is not None:

@@ -41,7 +41,7 @@ def test_completed_orders_before_the_cutoff_are_archived(demo: Any, data_dir: An
     assert result == {"archived": len(due), "cutoff": cutoff.isoformat(), "older_than_days": 365,
                       "previously_archived": 0}
     after = snapshot(demo)
-    for order_id, (status, archived_at, date) in after.items():
+    for order_id, (status, archived_at, _date) in after.items():
         if order_id in due:
             assert (status, archived_at) == ("archived", now)
         else:

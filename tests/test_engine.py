@@ -215,7 +215,7 @@ def test_per_kind_concurrency_limit(make_manager, qtbot) -> None:
     noop = manager.submit("noop")
     jobs = [wait_final(qtbot, manager, i) for i in sleeps]
     spans = sorted((j.started_at, j.finished_at) for j in jobs)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end - 0.01  # never two sleeps at once
     # the other kind did not wait behind the limited one
     assert manager.store.get(noop).finished_at < spans[-1][0]
@@ -546,3 +546,20 @@ def test_the_text_search_ignores_case_and_takes_wildcards_literally(db) -> None:
     assert found("50_x") == []  # "_" is not a wildcard (it would match "50 x")
     assert found("under_score") == [c]  # parameters are searched too
     assert found("nothing like it") == []
+
+
+def test_a_job_that_runs_out_of_memory_fails_alone_and_says_so(make_manager, qtbot) -> None:
+    manager = make_manager(workers=1)
+    job = wait_final(qtbot, manager, manager.submit("crash", {"how": "memory"}))
+    assert job.status is JobStatus.FAILED
+    assert job.error.type == "MemoryError" and job.error.message == "the job ran out of memory"
+    assert wait_final(qtbot, manager, manager.submit("noop")).status is JobStatus.COMPLETED
+
+
+def test_workers_run_at_a_lower_priority_and_default_to_one_per_cpu(make_manager,
+                                                                    qtbot) -> None:
+    manager = make_manager(workers=None)
+    assert manager.max_workers == (os.cpu_count() or 1)
+    job = wait_final(qtbot, manager, manager.submit("noop"))
+    worker_nice = os.getpriority(os.PRIO_PROCESS, job.result["pid"])
+    assert worker_nice >= os.getpriority(os.PRIO_PROCESS, 0) + 10 or worker_nice == 19

@@ -59,7 +59,8 @@ def upgrade(engine: Engine, target: str = "head", *, lock_path: Path | None = No
             f"(schema '{before}'; this version knows up to '{HEAD}'). Install the newer "
             f"version, or choose another data directory with --data-dir."
         )
-    lock = FileLock(str(lock_path or Path(engine.url.database or "swifty.db").with_suffix(".migrate.lock")))
+    lock = FileLock(str(lock_path or Path(engine.url.database or "swifty.db")
+                        .with_suffix(".migrate.lock")))
     with lock.acquire(timeout=60):
         before = current_revision(engine)  # another process may have done it meanwhile
         if before == HEAD and target == "head":

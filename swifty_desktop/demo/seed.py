@@ -419,8 +419,8 @@ def clear_business_data(engine: Engine, progress: Progress | None = None,
     removed = 0
     for table in (ORDER_LINES, ORDERS, CUSTOMERS, PRODUCTS):
         removed += _delete_id_range(engine, table, None, None, check,
-                                    lambda n: progress and progress(
-                                        (removed + n) / total, "Removing existing data…"))
+                                    lambda n, done=removed: progress and progress(
+                                        (done + n) / total, "Removing existing data…"))
     return counts
 
 

@@ -412,9 +412,9 @@ class JobManager(QObject):
                 return
             disp.slots_in_use += len(claimed)
             runners = [JobRunner([job], self._svc) for job in claimed]
-            for runner, job in zip(runners, claimed):
+            for runner, job in zip(runners, claimed, strict=True):
                 self._svc.running[job.id] = runner
-        for runner, job in zip(runners, claimed):
+        for runner, job in zip(runners, claimed, strict=True):
             self._runners.append(runner)
             self._on_started(job)
             self._threads.start(runner)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(str, enum.Enum):  # noqa: UP042 - str() of a member stays as it was
     """Where a job is in its life.  ``interrupted``: it was running when its engine died."""
 
     QUEUED = "queued"
@@ -167,7 +167,7 @@ class JobRecord:
     cancel_requested: bool
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> JobRecord:
         error = None
         if row["error_type"] or row["error_message"]:
             error = JobError(

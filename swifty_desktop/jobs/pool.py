@@ -63,7 +63,7 @@ class WorkerHandle:
         self._ready = True
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return bool(self.process.is_alive())
 
     def kill(self) -> None:
         """Stop the process now (SIGKILL); used after a cancel grace period or a crash."""

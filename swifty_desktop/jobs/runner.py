@@ -123,6 +123,11 @@ class JobRunner(QRunnable):
         self._batch_size = 1
         self._handle: WorkerHandle | None = None
         self.done = threading.Event()
+        # progress and log lines of the batch in hand, written in bulk (see _flush_io)
+        self._logs: list[tuple[int, float, str]] = []
+        self._last_progress: dict[int, tuple[float | None, str]] = {}
+        self._dirty: set[int] = set()
+        self._last_write = time.monotonic()
 
     # ------------------------------------------------------------- thread-safe API
     def request_cancel(self, reason: str = "cancel", job_id: int | None = None) -> None:
@@ -168,7 +173,7 @@ class JobRunner(QRunnable):
         finished: list[dict[str, Any]] = []
         requeue: list[int] = []
         rare: list[tuple[JobRecord, dict[str, Any]]] = []
-        for job, outcome in zip(batch, outcomes):
+        for job, outcome in zip(batch, outcomes, strict=True):
             outcome["id"] = job.id
             status = outcome["status"]
             if status == UNSTARTED:
@@ -279,9 +284,9 @@ class JobRunner(QRunnable):
     def _run_batch(self, batch: list[JobRecord]) -> list[dict[str, Any]]:
         """Run ``batch`` in order in one worker; one outcome per job, in order."""
         svc = self._svc
-        self._logs: list[tuple[int, float, str]] = []
-        self._last_progress: dict[int, tuple[float | None, str]] = {}
-        self._dirty: set[int] = set()
+        self._logs = []
+        self._last_progress = {}
+        self._dirty = set()
         self._last_write = time.monotonic()
         outcomes: dict[int, dict[str, Any]] = {}
         if self._handle is None:

@@ -48,7 +48,7 @@ def reveal(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[st
     out = dict(params)
     for param in spec.params:
         value = out.get(param.name)
-        if param.secret and is_ref(value):
+        if param.secret and isinstance(value, str) and is_ref(value):
             secret = Settings(engine).get_secret(value[len(REF_PREFIX):])
             if secret is None:
                 raise TaskError(

@@ -28,7 +28,10 @@ import traceback
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the worker imports SQLAlchemy only when a job needs it
+    from sqlalchemy import Engine
 
 PROGRESS_INTERVAL_S = 0.05
 TEMP_MARK = ".part-"
@@ -111,7 +114,7 @@ class WorkerContext:
         return bool(self._cancel.value == self.job_id)
 
     # -- state -----------------------------------------------------------------
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         """This process's SQLAlchemy Engine on the app database (created once)."""
         return _shared_engine(self._db_url)
 
@@ -177,10 +180,10 @@ class WorkerContext:
         return Path(temp)
 
 
-_ENGINES: dict[str, Any] = {}
+_ENGINES: dict[str, Engine] = {}
 
 
-def _shared_engine(url: str):  # type: ignore[no-untyped-def]
+def _shared_engine(url: str) -> Engine:
     if url not in _ENGINES:
         from swifty_desktop.db.engine import make_engine
 

@@ -27,7 +27,7 @@ def _discover() -> tuple[str, ...]:
     """Every module of this package declares kinds (``base`` only defines the contract)."""
     import pkgutil
 
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__)  # type: ignore[name-defined]
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__)
                    if not m.name.startswith("_") and m.name not in ("base",))
     return tuple(f"{__name__}.{n}" for n in names)
 

@@ -116,9 +116,11 @@ class Param:
                 f"parameter '{self.name}' must be {article}; got {value!r}"
             ) from None
         if self.minimum is not None and isinstance(out, (int, float)) and out < self.minimum:
-            raise ParamError(f"parameter '{self.name}' must be at least {self.minimum:g}; got {out}")
+            raise ParamError(
+                f"parameter '{self.name}' must be at least {self.minimum:g}; got {out}")
         if self.maximum is not None and isinstance(out, (int, float)) and out > self.maximum:
-            raise ParamError(f"parameter '{self.name}' must be at most {self.maximum:g}; got {out}")
+            raise ParamError(
+                f"parameter '{self.name}' must be at most {self.maximum:g}; got {out}")
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -178,7 +180,7 @@ class RetryPolicy:
         ``rand`` is a number in [0, 1) supplied by the caller (tests pass fixed ones).
         """
         raw = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
-        return max(0.0, raw * (1.0 + self.jitter * (2.0 * rand - 1.0)))
+        return float(max(0.0, raw * (1.0 + self.jitter * (2.0 * rand - 1.0))))
 
 
 class Context(Protocol):

@@ -100,8 +100,10 @@ def fail(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     title="Crash",
     description="Kills its own worker process (segfault-like) to test crash handling.",
     params=(
-        Param("how", "choice", default="sigkill", choices=("sigkill", "segv", "exit"),
-              help="sigkill, segv (signal 11) or exit (os._exit(3))"),
+        Param("how", "choice", default="sigkill",
+              choices=("sigkill", "segv", "exit", "memory"),
+              help="sigkill, segv (signal 11), exit (os._exit(3)) or memory (allocate past "
+                   "a memory limit: a real MemoryError; the process survives it)"),
         Param("after", "float", default=0.0, minimum=0, help="seconds to run before crashing"),
     ),
     diagnostic=True,
@@ -109,6 +111,8 @@ def fail(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 def crash(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     time.sleep(float(params.get("after") or 0.0))
     how = params.get("how", "sigkill")
+    if how == "memory":
+        _exhaust_memory()
     if how == "exit":
         os._exit(3)
     sig = signal.SIGSEGV if how == "segv" else getattr(signal, "SIGKILL", signal.SIGTERM)
@@ -117,6 +121,25 @@ def crash(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     os.kill(os.getpid(), sig)
     time.sleep(5)
     raise TaskError("the crash kind did not crash")  # pragma: no cover
+
+
+def _exhaust_memory() -> None:
+    """Run out of memory for real, under a temporary address-space limit of 256 MB
+    above what the process uses now (Linux; elsewhere a plain MemoryError)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as fh:
+            in_use = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError):
+        raise MemoryError from None
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + (256 << 20), hard))
+    try:
+        hog = bytearray(1 << 30)  # 1 GB: past the limit
+        raise TaskError(f"could not exhaust memory ({len(hog)} bytes fit)")
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def burn_work(units: int, on_step: Any = None) -> int:

@@ -1,7 +1,7 @@
 """The job engine's tables: jobs, their logs, engines, settings.
 
 Revision ID: 0001_engine
-Revises: 
+Revises: (none)
 """
 
 from __future__ import annotations
