@@ -563,3 +563,17 @@ def test_workers_run_at_a_lower_priority_and_default_to_one_per_cpu(make_manager
     job = wait_final(qtbot, manager, manager.submit("noop"))
     worker_nice = os.getpriority(os.PRIO_PROCESS, job.result["pid"])
     assert worker_nice >= os.getpriority(os.PRIO_PROCESS, 0) + 10 or worker_nice == 19
+
+
+def test_a_job_killed_mid_write_leaves_no_file_behind(make_manager, qtbot, data_dir) -> None:
+    """Cancelled, it does not stop in time (it checks once a second) and is killed:
+    the half-written temporary file goes with it."""
+    manager = make_manager(workers=1, grace_s=0.2)
+    job_id = manager.submit("write", {"name": "big.bin", "size": 2_000_000, "seconds": 20})
+    wait_until(qtbot, lambda: any(data_dir.outputs.glob(".big.bin.part-*")),
+               message="the temporary file")
+    wait_until(qtbot, lambda: (manager.job(job_id).progress or 0) > 0)
+    manager.cancel(job_id)
+    job = wait_final(qtbot, manager, job_id, timeout=15)
+    assert job.status is JobStatus.CANCELLED and "did not stop within 0.2 s" in job.message
+    assert list(data_dir.outputs.iterdir()) == []
