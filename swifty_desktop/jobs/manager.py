@@ -143,7 +143,7 @@ class JobManager(QObject):
         )
         self._runners: list[JobRunner] = []  # alive runners, kept referenced until done
         self._snapshots: dict[int, JobRecord] = {}
-        self._added: dict[int, JobRecord] = {}  # see just_added()
+        self._added: dict[int, JobRecord] = {}  # queued here a moment ago; see snapshot()
         self._finished: OrderedDict[int, JobRecord] = OrderedDict()  # see snapshot()
         self._observed: OrderedDict[int, tuple[float, str]] = OrderedDict()
         self._known_max_id = 0
@@ -350,10 +350,6 @@ class JobManager(QObject):
             return "requested"
         JobStore.check_cancellable(self.store.get(job_id))  # it ended meanwhile: say so
         return "requested"
-
-    def just_added(self, job_id: int) -> JobRecord | None:
-        """The snapshot of a job this manager queued a moment ago (None once it moved on)."""
-        return self._added.pop(job_id, None)
 
     def job(self, job_id: int) -> JobRecord:
         """The job's current snapshot (from memory while it runs here)."""
