@@ -265,6 +265,19 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         finally:
             svc.dispose()
 
+    if not _has_database(args):  # reading an empty place creates nothing there
+        if action == "list":
+            _check_kinds(args.kind, None)
+            for status in args.status:
+                _check_status(status)
+            if args.json:
+                _print_json([])
+            else:
+                print("No jobs.")
+            return EXIT_OK
+        from swifty_desktop.jobs.store import JobNotFound
+
+        raise JobNotFound(args.id)
     svc = _services(args)
     try:
         from swifty_desktop.jobs.store import JobQuery, JobStore
@@ -335,12 +348,19 @@ def _check_status(value: str) -> str:
         raise CliError(f"unknown status '{value}'; use one of {known}") from None
 
 
+def _has_database(args: argparse.Namespace) -> bool:
+    from swifty_desktop import paths
+
+    return paths.resolve(args.data_dir).db_path.exists()
+
+
 def _check_kinds(kinds: Sequence[str], store: Any) -> None:
     """A kind filter must name a kind this app has, or one found in the history."""
     from swifty_desktop.tasks import registry
 
     unknown = [k for k in kinds if k not in registry()]
-    if unknown and set(unknown) - set(store.kinds_in_history()):
+    history = set(store.kinds_in_history()) if store is not None and unknown else set()
+    if unknown and set(unknown) - history:
         raise CliError(f"unknown job kind '{unknown[0]}'; `swifty-desktop kinds` lists them")
 
 

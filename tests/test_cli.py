@@ -93,6 +93,17 @@ def test_unknown_ids_are_named(tmp_path: Path, args, message) -> None:
     proc = run_cli(tmp_path, *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "swifty.db").exists()  # asking about nothing writes nothing
+    run_json(tmp_path, "jobs", "submit", "noop", "--json")  # with a database, the same
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 2 and message in again.stderr
+
+
+def test_listing_an_empty_data_directory_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    proc = run_cli(empty, "jobs", "list", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+    assert not empty.exists()
 
 
 def test_cancel_of_a_job_whose_engine_died_cancels_it_at_once(tmp_path: Path) -> None:
