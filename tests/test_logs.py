@@ -129,8 +129,8 @@ def test_a_process_keeps_writing_to_the_current_file_after_another_rotated_it(
 def test_each_role_writes_its_own_log_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cli = [sys.executable, "-m", "swifty_desktop", "--data-dir", str(data)]
-    subprocess.run([*cli, "jobs", "list"], check=True, capture_output=True, timeout=120,
-                   env=_env())
+    subprocess.run([*cli, "jobs", "submit", "noop"], check=True, capture_output=True,
+                   timeout=120, env=_env())
     logs = data / "logs"
     assert "started with data directory" in (logs / "cli.log").read_text(encoding="utf-8")
     assert not (logs / "swifty.log").exists() and not (logs / "worker.log").exists()
