@@ -74,6 +74,12 @@ def _n(result: dict[str, Any], key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _also(result: dict[str, Any], sep: str, parts: tuple[tuple[str, str], ...]) -> str:
+    """The counts that are not zero, each as its template says, each after ``sep``."""
+    return "".join(f"{sep}{template.format(_n(result, key))}" for key, template in parts
+                   if _n(result, key))
+
+
 def outcome_text(job: JobRecord) -> str:
     """What a completed job did, in a few words ("1,200 new and 34 updated products")."""
     result = job.result if isinstance(job.result, dict) else {}
@@ -81,15 +87,11 @@ def outcome_text(job: JobRecord) -> str:
         return ""
     if job.kind in ("import_csv", "catalog_sync"):
         table = str(result.get("table") or "products")
-        text = f"{_n(result, 'inserted'):,} new and {_n(result, 'updated'):,} updated {table}"
-        if _n(result, "rejected"):
-            text += f"; {_n(result, 'rejected'):,} rows rejected"
-        if _n(result, "discontinued"):
-            text += f"; {_n(result, 'discontinued'):,} discontinued"
-        if _n(result, "conflict_count"):
-            text += (f"; {_n(result, 'conflict_count'):,} skipped (their SKU belongs to "
-                     "another supplier's product)")
-        return text
+        return (f"{_n(result, 'inserted'):,} new and {_n(result, 'updated'):,} updated {table}"
+                + _also(result, "; ", (
+                    ("rejected", "{:,} rows rejected"), ("discontinued", "{:,} discontinued"),
+                    ("conflict_count", "{:,} skipped (their SKU belongs to another "
+                                       "supplier's product)"))))
     if job.kind == "archive":
         return f"{_n(result, 'archived'):,} orders archived"
     if job.kind == "demo_seed":
@@ -100,13 +102,9 @@ def outcome_text(job: JobRecord) -> str:
                 f"{_n(result, 'inserted')} new, {_n(result, 'updated')} corrected")
     if job.kind == "email_batch":
         verb = "written to the outbox" if result.get("transport") == "outbox" else "sent"
-        text = f"{_n(result, 'sent'):,} e-mails {verb}"
-        if _n(result, "failed"):
-            text += f", {_n(result, 'failed'):,} failed"
-        if _n(result, "uncertain"):
-            text += (f", {_n(result, 'uncertain'):,} uncertain (see the job's details before "
-                     "sending again)")
-        return text
+        return f"{_n(result, 'sent'):,} e-mails {verb}" + _also(result, ", ", (
+            ("failed", "{:,} failed"),
+            ("uncertain", "{:,} uncertain (see the job's details before sending again)")))
     return ""
 
 
