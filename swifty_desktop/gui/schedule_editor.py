@@ -20,26 +20,16 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QCompleter,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QRadioButton,
-    QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from swifty_desktop.gui.forms import field_value, make_field
-from swifty_desktop.gui.uitools import icon
+from swifty_desktop.gui.uitools import icon, load_form
 from swifty_desktop.jobs.secrets import is_ref
 from swifty_desktop.scheduling.rules import LOCAL, Rule, RuleError, format_instant
 from swifty_desktop.scheduling.store import (
@@ -50,7 +40,6 @@ from swifty_desktop.scheduling.store import (
 
 PREVIEW_COUNT = 5
 _UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600), ("days", 86400))
-_ERROR_STYLE = "color: #c62828;"
 
 
 @cache
@@ -88,120 +77,37 @@ class ScheduleEditor(QDialog):
         self._param_fields: dict[str, QWidget] = {}
         self._kept_secrets: dict[str, str] = {}  # parameter -> keyring reference
         self.saved_id: int | None = None
+        self._build()
         self.setWindowTitle("Edit schedule" if record else "New schedule")
         self.setWindowIcon(icon("schedule"))
-        self.setMinimumWidth(520)
-        self._build()
         self._load(record)
         self._connect()
         self.validate()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        outer = QVBoxLayout(self)
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
-        outer.addLayout(form)
-
-        self.nameEdit = QLineEdit(self)
-        self.nameEdit.setPlaceholderText("e.g. Nightly export")
-        form.addRow("&Name", self.nameEdit)
-
-        self.kindCombo = QComboBox(self)
+        """The form from ``ui/schedule_editor.ui``; the lists it offers are filled here."""
+        load_form("schedule_editor.ui", self)
+        self.setMinimumWidth(520)
         for name in sorted(self._kinds, key=lambda n: self._kinds[n].title.lower()):
             self.kindCombo.addItem(f"{self._kinds[name].title} ({name})", name)
-        form.addRow("Job &kind", self.kindCombo)
-
-        self.paramsBox = QGroupBox("Parameters", self)
-        self.paramsForm = QFormLayout(self.paramsBox)
-        form.addRow(self.paramsBox)
-
-        when = QWidget(self)
-        grid = QFormLayout(when)
-        grid.setContentsMargins(0, 0, 0, 0)
-        self.cronRadio = QRadioButton("&Cron", when)
-        self.cronEdit = QLineEdit(when)
-        self.cronEdit.setPlaceholderText("minute hour day month weekday, e.g. 0 6 * * 1")
-        self.cronEdit.setToolTip("Five fields: minute hour day-of-month month day-of-week "
-                                 "(0 and 7 are Sunday). Examples: '0 7 * * *' every day at "
-                                 "07:00; '*/15 * * * *' every 15 minutes; '0 6 * * 1-5' "
-                                 "weekdays at 06:00.")
-        grid.addRow(self.cronRadio, self.cronEdit)
-        self.intervalRadio = QRadioButton("E&very", when)
-        row = QWidget(when)
-        row_layout = QHBoxLayout(row)
-        row_layout.setContentsMargins(0, 0, 0, 0)
-        self.intervalSpin = QSpinBox(row)
-        self.intervalSpin.setRange(1, 100_000)
-        self.intervalUnit = QComboBox(row)
         for label, seconds in _UNITS:
             self.intervalUnit.addItem(label, seconds)
-        row_layout.addWidget(self.intervalSpin)
-        row_layout.addWidget(self.intervalUnit)
-        row_layout.addStretch(1)
-        grid.addRow(self.intervalRadio, row)
         self.modeGroup = QButtonGroup(self)
         self.modeGroup.addButton(self.cronRadio)
         self.modeGroup.addButton(self.intervalRadio)
-        form.addRow("When", when)
-
-        self.ruleLabel = QLabel(self)
-        self.ruleLabel.setObjectName("ruleLabel")
-        font = self.ruleLabel.font()
-        font.setBold(True)
-        self.ruleLabel.setFont(font)
-        form.addRow("", self.ruleLabel)
-
-        self.tzCombo = QComboBox(self)
-        self.tzCombo.setEditable(True)
-        self.tzCombo.addItems(list(time_zone_names()))
-        self.tzCombo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        completer = QCompleter(list(time_zone_names()), self.tzCombo)
+        zones = list(time_zone_names())
+        self.tzCombo.addItems(zones)
+        completer = QCompleter(zones, self.tzCombo)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.tzCombo.setCompleter(completer)
-        self.tzCombo.setToolTip("The time zone of the cron times: 'local' follows this "
-                                "computer; an IANA name (Europe/Berlin) keeps the times of "
-                                "that place, across daylight-saving changes.")
-        form.addRow("&Time zone", self.tzCombo)
-
-        self.misfireCombo = QComboBox(self)
         self.misfireCombo.addItem("Catch up with one run", "coalesce")
         self.misfireCombo.addItem("Skip them", "skip")
-        self.misfireCombo.setToolTip("What to do at start-up about runs that fell due while "
-                                     "the app was closed or the computer asleep.")
-        form.addRow("&Missed runs", self.misfireCombo)
-
-        self.graceSpin = QDoubleSpinBox(self)
-        self.graceSpin.setRange(0.0, 24.0 * 366)
-        self.graceSpin.setDecimals(2)
-        self.graceSpin.setSuffix(" h")
-        self.graceSpin.setToolTip("Catch up a missed run only if it is at most this old.")
-        form.addRow("&Grace period", self.graceSpin)
-
-        self.enabledCheck = QCheckBox("Enabled (fires on schedule)", self)
-        form.addRow("", self.enabledCheck)
-
-        outer.addWidget(QLabel(f"Next {PREVIEW_COUNT} runs:", self))
-        self.previewList = QListWidget(self)
-        self.previewList.setMaximumHeight(110)
-        self.previewList.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        outer.addWidget(self.previewList)
-
-        self.errorLabel = QLabel(self)
-        self.errorLabel.setObjectName("errorLabel")
-        self.errorLabel.setWordWrap(True)
-        self.errorLabel.setStyleSheet(_ERROR_STYLE)
-        self.errorLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.errorLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.previewLabel.setText(f"Next {PREVIEW_COUNT} runs:")
         # room for a three-line message, so that the form does not jump while typing
         self.errorLabel.setMinimumHeight(self.errorLabel.fontMetrics().lineSpacing() * 3 + 4)
-        outer.addWidget(self.errorLabel)
-
-        self.buttonBox = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         self.ok_button().setText("Save" if self.record else "Add schedule")
-        outer.addWidget(self.buttonBox)
 
     def ok_button(self) -> Any:
         return self.buttonBox.button(QDialogButtonBox.StandardButton.Ok)
