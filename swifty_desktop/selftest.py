@@ -38,13 +38,14 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from swifty_desktop.integrations.local_http import LocalHTTPServer
 
 NAME_WIDTH = 14
 JOB_TIMEOUT_S = 60.0
@@ -97,26 +98,18 @@ class _FeedHandler(BaseHTTPRequestHandler):
             self.server.served += 1
 
 
-class _FeedServer(ThreadingHTTPServer):
+class _FeedServer(LocalHTTPServer):
     """The exchange-rates feed, served from a thread of this process on 127.0.0.1."""
 
-    daemon_threads = True
     served = 0
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FeedHandler)
-        self._thread = threading.Thread(target=self.serve_forever, name="self-test feed",
-                                        daemon=True)
-        self._thread.start()
+        super().__init__(_FeedHandler, name="self-test feed")
+        self.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{RATES_PATH}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(5)
+        return self.base_url + RATES_PATH
 
 
 class SelfTest:

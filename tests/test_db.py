@@ -76,3 +76,32 @@ def test_a_file_that_is_not_a_database_gets_a_clear_error(tmp_path: Path) -> Non
     data.db_path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StartupError, match="cannot open the database .*move it aside"):
         open_database(data)
+
+
+@pytest.mark.parametrize("how", ["on_conflict", "portable"])
+def test_upsert_inserts_new_keys_and_updates_known_ones(tmp_path: Path, how: str) -> None:
+    """Both spellings (ON CONFLICT where the database has it, UPDATE-then-INSERT
+    elsewhere) leave the same rows."""
+    import datetime as dt
+
+    from swifty_desktop.db.engine import upsert, upsert_portably
+    from swifty_desktop.db.models import ExchangeRate
+
+    engine = make_engine(tmp_path / "u.db")
+    upgrade(engine)
+    table = ExchangeRate.__table__
+    day, now = dt.date(2026, 12, 4), dt.datetime(2026, 12, 4, 7, 0)
+    write = upsert if how == "on_conflict" else upsert_portably
+
+    def rows(**rates: float) -> list[dict[str, object]]:
+        return [{"rate_date": day, "currency": c, "rate": r, "fetched_at": now}
+                for c, r in rates.items()]
+
+    with engine.begin() as conn:
+        write(conn, table, rows(USD=1.05, GBP=0.83), keys=("rate_date", "currency"),
+              update=("rate", "fetched_at"))
+        write(conn, table, rows(USD=1.06, CHF=0.94), keys=("rate_date", "currency"),
+              update=("rate", "fetched_at"))
+        stored = dict(conn.execute(text("SELECT currency, rate FROM exchange_rates")).all())
+    assert stored == {"USD": 1.06, "GBP": 0.83, "CHF": 0.94}
+    engine.dispose()

@@ -50,3 +50,15 @@ def test_the_toolbar_and_shortcuts() -> None:
     assert titles == {"Import products from Products 2026.csv", "Export customers to CSV"}
     shortcuts = [a.shortcut for k in KINDS for a in get_kind(k).actions if a.shortcut]
     assert len(shortcuts) == len(set(shortcuts))
+
+
+def test_kinds_declare_the_tables_a_completed_job_changed() -> None:
+    """The app re-reads exactly these tabs when such a job completes."""
+    assert get_kind("import_csv").tables_changed({"table": "products"}) == ("products",)
+    assert get_kind("import_csv").tables_changed({"table": "customers"}) == \
+        ("customers", "orders")  # the Orders tab shows customers' names
+    assert get_kind("archive").tables_changed({}) == ("orders",)
+    assert get_kind("catalog_sync").tables_changed({}) == ("products",)
+    assert get_kind("demo_seed").tables_changed({}) == ("products", "customers", "orders")
+    assert get_kind("export").tables_changed({"table": "products"}) == ()  # reads only
+    assert get_kind("exchange_rates").tables_changed({}) == ()  # no tab shows rates

@@ -7,11 +7,11 @@ at PostgreSQL: :func:`write_transaction` is ``engine.begin()`` there.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Engine, create_engine, event
+from sqlalchemy import Boolean, Connection, Engine, Table, create_engine, event
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import ColumnElement, literal
@@ -120,6 +120,48 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             raise
         else:
             conn.exec_driver_sql("COMMIT")
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+           keys: Sequence[str], update: Sequence[str]) -> None:
+    """Insert ``rows``, or update the ``update`` columns of those whose ``keys`` exist.
+
+    SQLite and PostgreSQL do it in one ``INSERT .. ON CONFLICT (keys) DO UPDATE``; any
+    other database gets an UPDATE per row and an INSERT for those it found no row
+    for, which is as safe as the caller's transaction (on SQLite, our
+    :func:`write_transaction` holds the write lock throughout).
+    """
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        stmt = dialect_insert(table)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={c: stmt.excluded[c] for c in update}), list(rows))
+        return
+    upsert_portably(conn, table, rows, keys=keys, update=update)
+
+
+def upsert_portably(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                    keys: Sequence[str], update: Sequence[str]) -> None:
+    """:func:`upsert` in plain SQL, for databases without ``ON CONFLICT``."""
+    from sqlalchemy import and_, insert
+    from sqlalchemy import update as sql_update
+
+    missing = []
+    for row in rows:
+        found = conn.execute(
+            sql_update(table).where(and_(*(table.c[k] == row[k] for k in keys)))
+            .values({c: row[c] for c in update})).rowcount
+        if not found:
+            missing.append(dict(row))
+    if missing:
+        conn.execute(insert(table), missing)
 
 
 def checkpoint_wal(engine: Engine) -> None:

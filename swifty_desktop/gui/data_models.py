@@ -26,25 +26,13 @@ from swifty_desktop.tasks import registry
 _ROOT = QModelIndex()
 # how many loaded rows a refresh re-reads in place; beyond it, back to the first page
 MAX_REFRESH_ROWS = 5000
-# which tabs a completed job of a kind changes, for kinds that do not declare it
-# themselves (a ``tables`` attribute on the kind); the Orders tab shows customer names
-_KIND_TABLES: dict[str, tuple[str, ...]] = {
-    "catalog_sync": ("products",),
-    "archive": ("orders",),
-    "demo_seed": ("products", "customers", "orders"),
-}
 
 
 def tables_changed_by(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
-    """The data tabs (products, customers, orders) a completed job of ``kind`` changed."""
+    """The data tabs (products, customers, orders) a completed job of ``kind`` changed,
+    as the kind declares (``changes``); none for a kind this version does not know."""
     spec = registry().get(kind)
-    declared = getattr(spec, "tables", None)
-    if declared is not None:
-        return tuple(declared)
-    if kind == "import_csv":
-        table = str(params.get("table") or "products")
-        return (table, "orders") if table == "customers" else (table,)
-    return _KIND_TABLES.get(kind, ())
+    return spec.tables_changed(params) if spec is not None else ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -397,7 +397,7 @@ class MainWindow(QMainWindow):
         if choice == "stay":
             return False
         if choice == "wait":
-            return self.wait_for_jobs()
+            self.wait_for_jobs()
         return True  # "cancel": the app cancels running jobs as it stops the engine
 
     def _quit_with(self, choice: str) -> None:
@@ -430,8 +430,8 @@ class MainWindow(QMainWindow):
         box.exec()
         return buttons.get(box.clickedButton(), "stay")
 
-    def wait_for_jobs(self) -> bool:
-        """Let the running jobs finish, then return True (quit).
+    def wait_for_jobs(self) -> None:
+        """Let the running jobs finish (the caller quits then).
 
         The engine takes no new job meanwhile (queued ones stay queued for the next
         start).  The progress dialog follows ``jobFinished``; its button quits at
@@ -439,7 +439,7 @@ class MainWindow(QMainWindow):
         """
         waiting = set(self.manager.running_ids())
         if not waiting:
-            return True
+            return
         self.manager.drain(0)  # no new dispatch; returns at once
         total = len(waiting)
         progress = QProgressDialog(self)
@@ -483,7 +483,6 @@ class MainWindow(QMainWindow):
         self.manager.jobFinished.disconnect(update)
         progress.close()
         progress.deleteLater()
-        return True
 
     def _job_title(self, job_id: int) -> str:
         job = self.manager.snapshot(job_id)

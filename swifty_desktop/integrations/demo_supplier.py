@@ -18,11 +18,12 @@ import hmac
 import json
 import random
 import secrets
-import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from swifty_desktop.integrations.local_http import LocalHTTPServer
 
 DEMO_SUPPLIER_NAME = "Demo supplier"
 DEMO_PRODUCT_COUNT = 240
@@ -142,13 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(chunk).encode(), headers)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LocalHTTPServer):
     products: list[dict[str, Any]]
     credentials: bytes
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # a client that went away is not our problem
 
 
 class DemoSupplier:
@@ -160,33 +157,24 @@ class DemoSupplier:
         self.consumer_key = consumer_key or "ck_demo_" + secrets.token_hex(8)
         self.consumer_secret = consumer_secret or "cs_demo_" + secrets.token_hex(16)
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the demo supplier is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.base_url
 
     def start(self) -> DemoSupplier:
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(_Handler, name="demo-supplier")
         server.products = self.products
         server.credentials = f"{self.consumer_key}:{self.consumer_secret}".encode()
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="demo-supplier", daemon=True)
-        self._thread.start()
+        self._server = server.start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
 
     def __enter__(self) -> DemoSupplier:
         return self.start()

@@ -260,7 +260,7 @@ class JobManager(QObject):
 
         Raises ParamError (unknown kind, bad parameter) before anything is written.
         """
-        kind, title, clean, trigger = self._prepare(kind, params, trigger, title)
+        title, clean, trigger = self._prepare(kind, params, trigger, title)
         job_id = self.store.insert(kind, title, clean, trigger)
         self._queued(job_id, kind, title, clean, trigger)
         return job_id
@@ -272,17 +272,19 @@ class JobManager(QObject):
         transaction: None (and nothing queued) when it returns False.  A schedule
         claims its run this way, so a crash cannot separate the claim from the job.
         """
-        kind, title, clean, trigger = self._prepare(kind, params, trigger, title)
+        title, clean, trigger = self._prepare(kind, params, trigger, title)
         job_id = self.store.insert_claimed(kind, title, clean, trigger, claim)
         if job_id is not None:
             self._queued(job_id, kind, title, clean, trigger)
         return job_id
 
     def _prepare(self, kind: str, params: Mapping[str, Any] | None, trigger: Trigger | None,
-                 title: str | None) -> tuple[str, str, dict[str, Any], Trigger]:
+                 title: str | None) -> tuple[str, dict[str, Any], Trigger]:
+        """Validate (ParamError before anything is written), secrets to the keyring:
+        (title, parameters to store, trigger)."""
         spec = get_kind(kind)
         clean = secrets.stash(spec, spec.validate(params), self.store.engine)
-        return kind, title or spec.make_title(clean), clean, trigger or Trigger("api")
+        return title or spec.make_title(clean), clean, trigger or Trigger("api")
 
     def _queued(self, job_id: int, kind: str, title: str, clean: dict[str, Any],
                 trigger: Trigger) -> None:

@@ -41,6 +41,14 @@ def stash(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[str
     return out
 
 
+def stash_new(spec: KindSpec, params: Mapping[str, Any], engine: Engine
+              ) -> tuple[dict[str, Any], list[str]]:
+    """:func:`stash`, also returning the references it made now (to :func:`forget`
+    again if what was to store them fails)."""
+    out = stash(spec, params, engine)
+    return out, [v for k, v in out.items() if is_ref(v) and params.get(k) != v]
+
+
 def reveal(spec: KindSpec, params: Mapping[str, Any], engine: Engine) -> dict[str, Any]:
     """The parameters with secret references replaced by their values (worker side)."""
     from swifty_desktop.settings import Settings

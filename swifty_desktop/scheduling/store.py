@@ -529,10 +529,9 @@ class ScheduleStore:
         from swifty_desktop.tasks import ParamError
 
         try:
-            params = secrets.stash(spec, data.params, self.engine)
+            params, made = secrets.stash_new(spec, data.params, self.engine)
         except ParamError as exc:
             raise ScheduleError(f"schedule '{data.name}': {exc}") from None
-        made = [v for k, v in params.items() if secrets.is_ref(v) and data.params.get(k) != v]
         return dataclasses.replace(data, params=params), made
 
     def secure_params(self, record: ScheduleRecord) -> ScheduleRecord:
@@ -549,8 +548,7 @@ class ScheduleStore:
         if not any(p.secret and record.params.get(p.name) not in (None, "")
                    and not secrets.is_ref(record.params.get(p.name)) for p in spec.params):
             return record
-        params = secrets.stash(spec, record.params, self.engine)
-        made = [v for k, v in params.items() if secrets.is_ref(v) and record.params.get(k) != v]
+        params, made = secrets.stash_new(spec, record.params, self.engine)
         with write_transaction(self.engine) as conn:
             raw = conn.execute(select(schedules.c.params).where(schedules.c.id == record.id)
                                ).scalar()

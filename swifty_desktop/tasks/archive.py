@@ -74,6 +74,7 @@ def archive_orders(engine: Any, older_than_days: int, ctx: Context | None = None
 @task(
     "archive",
     title="Archive old orders",
+    changes=("orders",),
     description="Marks completed orders older than a number of days as archived: kept, "
                 "but out of the default views.",
     params=(

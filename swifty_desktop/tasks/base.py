@@ -220,6 +220,13 @@ class KindSpec:
     diagnostic: bool = False  # shown in `kinds`, hidden from the GUI's menus
     actions: tuple[Action, ...] = ()  # GUI entries; none: a generic "Run <title>…" form
     icon: str = ""
+    # the business tables (products, customers, orders) a completed job changed, or a
+    # function of its parameters that says so: the app re-reads those tabs
+    changes: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+
+    def tables_changed(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The business tables a completed job of this kind with ``params`` changed."""
+        return tuple(self.changes(params) if callable(self.changes) else self.changes)
 
     def validate(self, raw: Mapping[str, Any] | None) -> dict[str, Any]:
         """Check and coerce raw parameters; raise :class:`ParamError` naming the problem."""
@@ -305,6 +312,7 @@ def task(
     diagnostic: bool = False,
     actions: Sequence[Action] = (),
     icon: str = "",
+    changes: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = (),
 ) -> Callable[[TaskFunc], TaskFunc]:
     """Declare a job kind.  The decorated function is the job body."""
 
@@ -325,6 +333,7 @@ def task(
             diagnostic=diagnostic,
             actions=tuple(actions),
             icon=icon,
+            changes=changes,
         )
         return func
 

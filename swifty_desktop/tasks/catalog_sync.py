@@ -82,6 +82,7 @@ def _title(params: Mapping[str, Any]) -> str:
 @task(
     "catalog_sync",
     title="Sync supplier catalog",
+    changes=("products",),
     description="Reads the supplier's products (WooCommerce REST API), adds new ones, updates "
                 "changed ones and marks those no longer offered as discontinued.",
     params=(

@@ -11,6 +11,7 @@ from swifty_desktop.tasks.base import Action, Context, Param, TaskError, task
 @task(
     "demo_seed",
     title="Load sample data",
+    changes=("products", "customers", "orders"),
     description="Fills the database with thousands of sample products, customers and "
                 "orders (always the same ones), to try the app or measure it.",
     params=(

@@ -149,29 +149,8 @@ def _write_rates(conn: Any, rows: list[dict[str, Any]]) -> None:
     another database server) may have stored the same day: the write must update
     those rows, not fail on the unique key.
     """
+    from swifty_desktop.db.engine import upsert
     from swifty_desktop.db.models import ExchangeRate
 
     table = cast("Table", ExchangeRate.__table__)
     upsert(conn, table, rows, keys=("rate_date", "currency"), update=("rate", "fetched_at"))
-
-
-def upsert(conn: Any, table: Table, rows: list[dict[str, Any]], *, keys: tuple[str, ...],
-           update: tuple[str, ...]) -> None:
-    """``INSERT .. ON CONFLICT (keys) DO UPDATE SET update`` for SQLite and PostgreSQL.
-
-    The one place that knows the dialects' spelling; both support it natively.
-    """
-    if not rows:
-        return
-    name = conn.dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    else:  # pragma: no cover - no other database is supported
-        raise NotImplementedError(f"no INSERT .. ON CONFLICT for the {name} database")
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={c: stmt.excluded[c] for c in update})
-    conn.execute(stmt, rows)

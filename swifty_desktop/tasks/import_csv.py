@@ -258,6 +258,22 @@ def _ambiguous(raw: str, n: _Number, numbers: NumberStyle, what: str) -> Invalid
                    f"(such as {n.whole}{n.frac})")
 
 
+def _settle(raw: str, n: _Number, numbers: NumberStyle, what: str, as_decimal: str,
+            instead: str) -> tuple[str, str]:
+    """The whole and fraction digits of ``n``, once its one ambiguous separator (as in
+    ``1,234``) is settled by the file's decimal separator: a thousands separator is
+    dropped; read as the decimal separator the value is refused (``as_decimal``, then
+    ``instead`` says how to write it); undecided, it is refused as ambiguous."""
+    if not n.ambiguous:
+        return n.whole, n.frac
+    if numbers.decimal is None:
+        raise _ambiguous(raw, n, numbers, what)
+    if numbers.decimal != n.ambiguous:
+        return n.whole + n.frac, ""
+    raise Invalid(f"{_show(raw)} {as_decimal}: the {_SEP_NAME[n.ambiguous]} is read as the "
+                  f"decimal separator, as {numbers.why}; {instead} (such as {n.whole}{n.frac})")
+
+
 def parse_money(raw: str, numbers: NumberStyle = UNDECIDED) -> int:
     """Text -> integer cents, exactly; raises Invalid for negatives, > 2 decimals, or a
     value whose meaning depends on a decimal separator ``numbers`` does not decide."""
@@ -267,17 +283,8 @@ def parse_money(raw: str, numbers: NumberStyle = UNDECIDED) -> int:
     n = read_number(raw)
     if n is None:
         raise Invalid(f"{_show(raw)} is not an amount (write digits, e.g. 12.50)")
-    whole, frac = n.whole, n.frac
-    if n.ambiguous:
-        if numbers.decimal is None:
-            raise _ambiguous(raw, n, numbers, "amounts")
-        if numbers.decimal != n.ambiguous:
-            whole, frac = whole + frac, ""
-        else:
-            raise Invalid(
-                f"{_show(raw)} has more than 2 decimal places: the {_SEP_NAME[n.ambiguous]} "
-                f"is read as the decimal separator, as {numbers.why}; write at most 2 "
-                f"decimals, and no thousands separators (such as {whole}{frac})")
+    whole, frac = _settle(raw, n, numbers, "amounts", "has more than 2 decimal places",
+                          "write at most 2 decimals, and no thousands separators")
     if len(frac) > 2:
         raise Invalid(f"{_show(raw)} has more than 2 decimal places (for thousands, write "
                       "the amount without separators, e.g. 1234.50)")
@@ -298,18 +305,10 @@ def parse_count(raw: str, numbers: NumberStyle = UNDECIDED) -> int:
         n = read_number(raw, symbols=False)
         if n is None:
             raise Invalid(f"{_show(raw)} is not a whole number")
-        whole, frac = n.whole, n.frac
-        if n.ambiguous:
-            if numbers.decimal is None:
-                raise _ambiguous(raw, n, numbers, "whole numbers")
-            if numbers.decimal == n.ambiguous:
-                # '1,000' would be 1 here: a stock never has a 3-digit decimal part, so
-                # it is much more likely a thousands separator from another locale
-                raise Invalid(
-                    f"{_show(raw)} is not a whole number: the {_SEP_NAME[n.ambiguous]} is "
-                    f"read as the decimal separator, as {numbers.why}; write whole numbers "
-                    f"without separators (such as {whole}{frac})")
-            whole, frac = whole + frac, ""
+        # '1,000' read with a decimal comma would be 1: a stock never has a 3-digit
+        # decimal part, so that is much more likely a thousands separator: refused
+        whole, frac = _settle(raw, n, numbers, "whole numbers", "is not a whole number",
+                              "write whole numbers without separators")
         if frac.strip("0"):
             raise Invalid(f"{_show(raw)} is not a whole number")
         if n.sign == "-" and int(whole):
@@ -1369,6 +1368,9 @@ def _title(params: Mapping[str, Any]) -> str:
 @task(
     "import_csv",
     title="Import CSV",
+    changes=lambda p: ((str(p.get("table") or "products"),)
+                       # the Orders tab shows customers' names
+                       + (("orders",) if p.get("table") == "customers" else ())),
     description="Reads products or customers from a CSV file, validates every row and "
                 "adds or updates them; invalid rows go to a rejects file.",
     params=(
