@@ -130,12 +130,14 @@ def test_a_worker_signalled_while_starting_still_stops(data_dir) -> None:
         except sqlite3.OperationalError:  # not migrated yet
             return False
 
-    wait_for(registered, 60, "the engine to register")
-    proc.send_signal(signal.SIGTERM)
     try:
+        wait_for(registered, 60, "the engine to register")
+        proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
         pytest.fail("the worker ignored a SIGTERM sent as it started")
+    finally:  # whatever failed, no worker outlives the test
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0 and "Worker stopped." in err
