@@ -168,6 +168,29 @@ def test_a_wall_clock_jump_after_sleep_resyncs_and_catches_up(
     wait_final(qtbot, manager, report.submitted[0])
 
 
+def test_a_clock_set_back_repeats_no_run_and_says_why_the_schedule_waits(
+        make_manager, db, qtbot, services) -> None:
+    manager = make_manager()
+    clock = FakeClock(T0)
+    store = ScheduleStore(db, clock=clock)
+    service = services(store, manager, clock=clock, monotonic=clock)
+    rec = service.add(name="minutely", kind="noop", interval_seconds=60)
+    clock.advance(60.5)
+    (first,) = service.sync().submitted
+    wait_final(qtbot, manager, first)
+    clock.now = T0 - 3600  # someone set the clock back by an hour
+    for _ in range(2):  # no run is repeated, and the note is written once
+        assert service.sync().submitted == ()
+    row = store.get(rec.id)
+    assert row.last_fire_at == T0 + 60 and row.next_run_at == T0 + 120
+    assert row.status_note is not None and "clock" in row.status_note
+    assert "set back" in row.status_note and "not repeated" in row.status_note
+    clock.now = T0 + 120.5  # the clock passes the last run: on time again, note gone
+    (second,) = service.sync().submitted
+    assert wait_final(qtbot, manager, second).status is JobStatus.COMPLETED
+    assert store.get(rec.id).status_note is None
+
+
 def test_repeated_failures_back_off_exponentially_and_a_success_resets(
         make_manager, db, data_dir, qtbot, services) -> None:
     manager = make_manager()

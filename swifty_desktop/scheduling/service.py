@@ -326,6 +326,7 @@ class SchedulerService(QObject):
         submitted: list[int] = []
         claimed = 0
         for record in records:
+            self._note_clock_behind(record, now)
             try:
                 plan = plan_fire(record, now, on_time_s=self.on_time_s)
             except RuleError as exc:  # a time zone this computer lacks, a hand-edited row
@@ -361,6 +362,28 @@ class SchedulerService(QObject):
                 submitted.append(job_id)
                 self.scheduleFired.emit(record.id, job_id)
         return submitted, claimed
+
+    def _note_clock_behind(self, record: ScheduleRecord, now: float) -> None:
+        """Say so when the clock was set back behind a schedule's last run (or edit).
+
+        Each fire time runs at most once, so the runs up to that instant are not
+        repeated and the schedule waits for the clock to pass it; without a word, an
+        every-minute schedule would look broken for as long as the clock went back.
+        The next claim (a run on time) replaces the note.
+        """
+        if not record.enabled or record.since - now <= self.on_time_s:
+            return
+        what = "last run" if record.since == record.last_fire_at else "last change"
+        when = format_instant(record.since, LOCAL)
+        upcoming = record.next_run(now)
+        nxt = f"the next run is {format_instant(upcoming, LOCAL)}" if upcoming else \
+            "it has no next run"
+        note = (f"The computer's clock is behind this schedule's {what} ({when}): it was "
+                f"set back. Runs up to {when} are not repeated; {nxt}. Use Run now if a "
+                "run is needed sooner.")
+        if self.store.set_note(record.id, note):  # sync() tells the views
+            log.warning("schedule %r: the clock is %.0f s behind its %s; it waits for the "
+                        "clock to pass %s", record.name, record.since - now, what, when)
 
     def _next_run_after(self, record: ScheduleRecord, fire_at: float) -> float | None:
         after = fire_at
