@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from swifty_desktop.tasks import get_kind
+from swifty_desktop.tasks import all_kinds, get_kind
 
 ICONS = Path(__file__).resolve().parents[1] / "resources" / "icons"
 
@@ -62,3 +62,16 @@ def test_kinds_declare_the_tables_a_completed_job_changed() -> None:
     assert get_kind("demo_seed").tables_changed({}) == ("products", "customers", "orders")
     assert get_kind("export").tables_changed({"table": "products"}) == ()  # reads only
     assert get_kind("exchange_rates").tables_changed({}) == ()  # no tab shows rates
+
+
+def test_every_kind_the_gui_offers_says_what_its_job_did() -> None:
+    """Notifications and the registry read a finished job the way its kind declares."""
+    offered = [k for k in all_kinds() if not k.diagnostic]
+    assert {k.name for k in offered} >= {*KINDS, "catalog_sync", "exchange_rates",
+                                         "email_batch"}
+    for kind in offered:
+        assert kind.outcome is not None, kind.name
+        assert kind.outcome_text({}) == "" and kind.outcome_text(None) == "", kind.name
+    # only where a bare file name would not say what the file is
+    assert {k.name: k.output_label for k in all_kinds() if k.output_label} == \
+        {"import_csv": "the rejected rows"}

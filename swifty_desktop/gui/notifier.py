@@ -3,7 +3,10 @@
 ``TrayStrategy`` shows a system-tray message; clicking it opens the finished file
 with the desktop's default application; a job that changed business data without
 writing a file (an import without rejected rows, an archive run, a sync) opens
-the data tab it changed instead, and a failed job's message opens its details.
+the data tab it changed instead, and a failed job's message opens its details (or
+the file it kept on purpose, such as a strict import's rejected rows).  What a job
+did is said the way its kind declares it (``KindSpec.outcome_text``): nothing here
+knows one kind from another.
 Where the desktop has no system tray, ``BannerStrategy`` shows the same
 notification as a banner inside the window, with Open / Details buttons, so
 nothing is lost.  The Notifier decides *what* to say; strategies only show it,
@@ -29,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from swifty_desktop.gui.data_models import tables_changed_by
+from swifty_desktop.gui.registry_model import outcome_text
 from swifty_desktop.gui.uitools import icon
 from swifty_desktop.jobs.manager import JobManager
 from swifty_desktop.jobs.model import JobRecord, JobStatus
@@ -67,57 +71,36 @@ def open_target(job: JobRecord) -> str | None:
     return None
 
 
-def _n(result: dict[str, Any], key: str) -> int:
-    value = result.get(key)
-    if isinstance(value, list):
-        return len(value)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+REASON_CHARS = 180  # a failure's first line in a notification; the rest is in its details
 
 
-def _also(result: dict[str, Any], sep: str, parts: tuple[tuple[str, str], ...]) -> str:
-    """The counts that are not zero, each as its template says, each after ``sep``."""
-    return "".join(f"{sep}{template.format(_n(result, key))}" for key, template in parts
-                   if _n(result, key))
+def clip(text: str, limit: int = REASON_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters (with the "…" that marks the cut) at
+    a word boundary; a word longer than half the limit is cut inside it."""
+    if len(text) <= limit:
+        return text
+    space = text.rfind(" ", 0, limit)  # text[:space] ends a word and leaves room for "…"
+    head = text[:space] if space > limit // 2 else text[:limit - 1]
+    return head.rstrip(" ,;:—–-") + "…"
 
 
-def outcome_text(job: JobRecord) -> str:
-    """What a completed job did, in a few words ("1,200 new and 34 updated products")."""
-    result = job.result if isinstance(job.result, dict) else {}
-    if not result:
-        return ""
-    if job.kind in ("import_csv", "catalog_sync"):
-        table = str(result.get("table") or "products")
-        return (f"{_n(result, 'inserted'):,} new and {_n(result, 'updated'):,} updated {table}"
-                + _also(result, "; ", (
-                    ("rejected", "{:,} rows rejected"), ("discontinued", "{:,} discontinued"),
-                    ("conflict_count", "{:,} skipped (their SKU belongs to another "
-                                       "supplier's product)"))))
-    if job.kind == "archive":
-        return f"{_n(result, 'archived'):,} orders archived"
-    if job.kind == "demo_seed":
-        return (f"{_n(result, 'products'):,} products, {_n(result, 'customers'):,} customers "
-                f"and {_n(result, 'orders'):,} orders loaded")
-    if job.kind == "exchange_rates":
-        return (f"{_n(result, 'currencies')} rates for {result.get('date', 'today')}: "
-                f"{_n(result, 'inserted')} new, {_n(result, 'updated')} corrected")
-    if job.kind == "email_batch":
-        verb = "written to the outbox" if result.get("transport") == "outbox" else "sent"
-        return f"{_n(result, 'sent'):,} e-mails {verb}" + _also(result, ", ", (
-            ("failed", "{:,} failed"),
-            ("uncertain", "{:,} uncertain (see the job's details before sending again)")))
-    return ""
+def _output_label(job: JobRecord) -> str:
+    """What the kind calls its output file ("the rejected rows"); "" for a bare name."""
+    spec = registry().get(job.kind)
+    return spec.output_label if spec is not None else ""
 
 
 def describe(job: JobRecord) -> Notification:
     """The notification for a job that ended."""
-    target = open_target(job)
     if job.status is JobStatus.COMPLETED:
+        target = open_target(job)
         did = outcome_text(job)
         lead = f"{did}. " if did else ""
         tabs = tables_changed_by(job.kind, job.params)
         tab = tabs[0] if tabs and not target else None
-        if target and job.kind == "import_csv":
-            text = f"{lead}Click to open the rejected rows ({Path(target).name})."
+        label = _output_label(job) if target and target == job.output_path else ""
+        if target and label:
+            text = f"{lead}Click to open {label} ({Path(target).name})."
         elif target:
             text = f"{lead}{Path(target).name} is ready. Click to open it."
         elif tab:
@@ -126,10 +109,19 @@ def describe(job: JobRecord) -> Notification:
             text = f"{lead}Click for details." if did else "Finished. Click for details."
         return Notification(f"{job.title} finished", text, job.status.value, job.id, target,
                             tab)
-    reason = job.error.message.splitlines()[0] if job.error and job.error.message else ""
+    message = job.error.message if job.error and job.error.message else ""
+    reason = next(iter(message.strip().splitlines()), "")
     verb = "was interrupted" if job.status is JobStatus.INTERRUPTED else "failed"
-    return Notification(f"{job.title} {verb}", (reason[:180] + " — " if reason else "")
-                        + "Click for details.", job.status.value, job.id, None)
+    # a job that failed may still have kept a file on purpose (a strict import's rejected
+    # rows): the click opens that file; otherwise it shows what went wrong
+    target = job.output_path or None
+    if target:
+        name, label = Path(target).name, _output_label(job)
+        action = f"Click to open {label} ({name})." if label else f"Click to open {name}."
+    else:
+        action = "Click for details."
+    return Notification(f"{job.title} {verb}", (f"{clip(reason)} — " if reason else "")
+                        + action, job.status.value, job.id, target)
 
 
 class Strategy(Protocol):
@@ -311,11 +303,11 @@ class Notifier(QObject):
 
     @Slot(object)
     def activate(self, notification: Notification) -> None:
-        """The user clicked a notification: open the file or the data tab the job
-        changed, or show what went wrong."""
+        """The user clicked a notification: open the file the job wrote (or kept when
+        it failed) or the data tab it changed, or show what went wrong."""
         if notification.status == "summary":
             self.registryRequested.emit()
-        elif notification.ok and notification.target:
+        elif notification.target:  # a finished file, or one a failed job kept
             QDesktopServices.openUrl(QUrl.fromLocalFile(notification.target))
         elif notification.ok and notification.tab:
             self.tabRequested.emit(notification.tab)

@@ -13,12 +13,15 @@ from swifty_desktop.tasks.base import (
     Context,
     JobCancelled,
     KindSpec,
+    Outcome,
     Param,
     ParamError,
     RetryPolicy,
     TaskError,
     TransientError,
+    counted,
     registry,
+    result_count,
     task,
 )
 
@@ -53,6 +56,7 @@ def all_kinds() -> list[KindSpec]:
 
 
 __all__ = [
-    "Action", "Context", "JobCancelled", "KindSpec", "Param", "ParamError", "RetryPolicy",
-    "TaskError", "TransientError", "all_kinds", "get_kind", "registry", "task",
+    "Action", "Context", "JobCancelled", "KindSpec", "Outcome", "Param", "ParamError",
+    "RetryPolicy", "TaskError", "TransientError", "all_kinds", "counted", "get_kind",
+    "registry", "result_count", "task",
 ]

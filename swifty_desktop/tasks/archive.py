@@ -71,10 +71,22 @@ def archive_orders(engine: Any, older_than_days: int, ctx: Context | None = None
             "older_than_days": older_than_days, "previously_archived": already}
 
 
+def _outcome(result: Mapping[str, Any]) -> str:
+    """"1,204 orders archived (dated before 2025-06-30)"."""
+    from swifty_desktop.tasks.base import counted, result_count
+
+    if "archived" not in result:
+        return ""
+    cutoff = result.get("cutoff")
+    return f"{counted(result_count(result, 'archived'), 'order')} archived" + (
+        f" (dated before {cutoff})" if isinstance(cutoff, str) and cutoff else "")
+
+
 @task(
     "archive",
     title="Archive old orders",
     changes=("orders",),
+    outcome=_outcome,
     description="Marks completed orders older than a number of days as archived: kept, "
                 "but out of the default views.",
     params=(

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+_log = logging.getLogger(__name__)
 
 
 class TaskError(Exception):
@@ -202,6 +205,23 @@ class Context(Protocol):
 
 TaskFunc = Callable[[Mapping[str, Any], Context], "dict[str, Any] | None"]
 
+# A kind's sentence for what a completed job did, from its result ("" if nothing to say).
+Outcome = Callable[[Mapping[str, Any]], str]
+
+
+def result_count(result: Mapping[str, Any], key: str) -> int:
+    """A count in a job's result: an int as stored, a list by its length, 0 for anything
+    else — results stored by older versions may lack keys that newer ones have."""
+    value = result.get(key)
+    if isinstance(value, list):
+        return len(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``n`` and the noun that goes with it: "1 page", "1,261 pages"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
 
 @dataclasses.dataclass(frozen=True)
 class KindSpec:
@@ -223,6 +243,30 @@ class KindSpec:
     # the business tables (products, customers, orders) a completed job changed, or a
     # function of its parameters that says so: the app re-reads those tabs
     changes: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+    # what a completed job did, from its result: see outcome_text
+    outcome: Outcome | None = None
+    # what the job's output file is to the user, as in "Click to open the rejected rows
+    # (x.rejects.csv)"; empty: the file is named on its own ("x.xlsx is ready")
+    output_label: str = ""
+
+    def outcome_text(self, result: Any) -> str:
+        """What a completed job of this kind did, in a few words ("5,000 products, 3,000
+        customers and 40,000 orders loaded"); "" when the kind has nothing to say.
+
+        ``result`` is the job's stored result.  Rows written by older versions may lack
+        keys or hold something else entirely, and the sentence is read while notifying
+        and painting: this never raises.  An outcome function that does is a bug in the
+        kind, logged, and read as nothing to say.
+        """
+        if self.outcome is None or not isinstance(result, Mapping) or not result:
+            return ""
+        try:
+            text = self.outcome(result)
+        except Exception:  # a sentence must never stop a notification or a repaint
+            _log.warning("job kind %r could not describe a result with keys %s", self.name,
+                         ", ".join(sorted(map(str, result))), exc_info=True)
+            return ""
+        return text.strip() if isinstance(text, str) else ""
 
     def tables_changed(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The business tables a completed job of this kind with ``params`` changed."""
@@ -313,8 +357,15 @@ def task(
     actions: Sequence[Action] = (),
     icon: str = "",
     changes: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = (),
+    outcome: Outcome | None = None,
+    output_label: str = "",
 ) -> Callable[[TaskFunc], TaskFunc]:
-    """Declare a job kind.  The decorated function is the job body."""
+    """Declare a job kind.  The decorated function is the job body.
+
+    ``outcome`` turns a completed job's result into a short sentence for notifications
+    and the job registry (see :meth:`KindSpec.outcome_text`); ``output_label`` says what
+    the job's output file is, where a bare file name would not ("the rejected rows").
+    """
 
     def register(func: TaskFunc) -> TaskFunc:
         if name in _REGISTRY and _REGISTRY[name].run != f"{func.__module__}:{func.__qualname__}":
@@ -334,6 +385,8 @@ def task(
             actions=tuple(actions),
             icon=icon,
             changes=changes,
+            outcome=outcome,
+            output_label=output_label,
         )
         return func
 

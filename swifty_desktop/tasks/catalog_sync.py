@@ -79,10 +79,26 @@ def _title(params: Mapping[str, Any]) -> str:
     return "Sync supplier catalog"
 
 
+def _outcome(result: Mapping[str, Any]) -> str:
+    """"12 new and 340 updated products; 3 discontinued"."""
+    from swifty_desktop.tasks.base import result_count
+
+    if not result.keys() & {"inserted", "updated"}:
+        return ""
+    parts = [f"{result_count(result, 'inserted'):,} new and "
+             f"{result_count(result, 'updated'):,} updated products"]
+    if discontinued := result_count(result, "discontinued"):
+        parts.append(f"{discontinued:,} discontinued")
+    if conflicts := result_count(result, "conflict_count"):
+        parts.append(f"{conflicts:,} skipped (their SKU belongs to another supplier's product)")
+    return "; ".join(parts)
+
+
 @task(
     "catalog_sync",
     title="Sync supplier catalog",
     changes=("products",),
+    outcome=_outcome,
     description="Reads the supplier's products (WooCommerce REST API), adds new ones, updates "
                 "changed ones and marks those no longer offered as discontinued.",
     params=(

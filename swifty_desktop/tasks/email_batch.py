@@ -98,9 +98,28 @@ def _title(params: Mapping[str, Any]) -> str:
         "E-mail opted-in customers"
 
 
+def _outcome(result: Mapping[str, Any]) -> str:
+    """"120 e-mails sent, 2 failed", or "… written to the outbox" without SMTP."""
+    from swifty_desktop.tasks.base import counted, result_count
+
+    if "sent" not in result:
+        return ""
+    outbox = result.get("transport") == "outbox"
+    text = f"{counted(result_count(result, 'sent'), 'e-mail')} " + (
+        "written to the outbox" if outbox else "sent")
+    if earlier := result_count(result, "skipped_already_sent"):  # a continued batch
+        text += f", {earlier:,} {'written' if outbox else 'sent'} earlier"
+    if failed := result_count(result, "failed"):
+        text += f", {failed:,} failed"
+    if uncertain := result_count(result, "uncertain"):
+        text += f", {uncertain:,} uncertain (see the job's details before sending again)"
+    return text
+
+
 @task(
     "email_batch",
     title="Send e-mail batch",
+    outcome=_outcome,
     description="Sends one notification per customer from a template, exactly once per "
                 "recipient; without an SMTP server the messages go to the outbox folder.",
     params=(

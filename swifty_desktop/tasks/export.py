@@ -175,9 +175,21 @@ def _title(params: Mapping[str, Any]) -> str:
     return f"Export {table} to {fmt}"
 
 
+def _outcome(result: Mapping[str, Any]) -> str:
+    """"4,767 products exported"."""
+    from swifty_desktop.tasks.base import counted, result_count
+
+    if "rows" not in result:
+        return ""
+    noun = {"products": "product", "customers": "customer", "orders": "order"}.get(
+        str(result.get("table")), "row")
+    return f"{counted(result_count(result, 'rows'), noun)} exported"
+
+
 @task(
     "export",
     title="Export",
+    outcome=_outcome,
     description="Writes products, customers or orders to an Excel workbook or a CSV file.",
     params=(
         Param("table", "choice", default="products", choices=TABLES, label="Table",

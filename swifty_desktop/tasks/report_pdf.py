@@ -727,9 +727,23 @@ def build_report(conn: Any, path: Path, ctx: Context) -> dict[str, Any]:
             "pages_per_s": round(report.last_page / seconds, 1) if seconds else None}
 
 
+def _outcome(result: Mapping[str, Any]) -> str:
+    """"1,261 pages (12 categories, 3,000 customers)"."""
+    from swifty_desktop.tasks.base import counted, result_count
+
+    if "pages" not in result:
+        return ""
+    covers = [counted(n, noun, plural) for n, noun, plural in (
+        (result_count(result, "categories"), "category", "categories"),
+        (result_count(result, "customers"), "customer", "")) if n]
+    return counted(result_count(result, "pages"), "page") + (
+        f" ({', '.join(covers)})" if covers else "")
+
+
 @task(
     "report_pdf",
     title="Sales report (PDF)",
+    outcome=_outcome,
     description="A PDF sales report: summary and charts, a section per product category "
                 "and per customer, with a table of contents.",
     params=(
