@@ -184,7 +184,11 @@ def describe_job(job: Any, store: Any) -> str:
     if job.progress is not None and job.status.value == "running":
         lines.append(f"  progress    {job.progress * 100:.0f}% {job.message or ''}".rstrip())
     if job.output_path:
-        lines.append(f"  output      {job.output_path}")
+        # a failed job keeps only a report on its failure (a strict import's invalid
+        # rows): say so, as it is not the job's usual output
+        lines.append(f"  output      {job.output_path}" + (
+            " (kept although the job failed; the error says what it holds)"
+            if job.status.value == "failed" else ""))
     if job.result is not None:
         lines.append(f"  result      {json.dumps(job.result, ensure_ascii=False)}")
     if job.error:

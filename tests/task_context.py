@@ -26,6 +26,7 @@ class FakeContext:
         self.lines: list[str] = []
         self.checkpoints: list[Any] = []
         self.outputs: list[Path] = []
+        self.completed: list[Path] = []  # outputs the task marked complete
         self.checks = 0
         self.cancel_after = cancel_after
 
@@ -44,7 +45,8 @@ class FakeContext:
         self.checkpoints.append(state)
         self.resume_state = state
 
-    def output_path(self, name: str, *, primary: bool | None = None) -> Path:
+    def output_path(self, name: str, *, primary: bool | None = None,
+                    keep_on_failure: bool = False) -> Path:
         p = Path(name)
         # as the engine does: a relative name keeps its folders, inside outputs/
         inside = Path(*[part for part in p.parts if part not in ("", ".", "..")] or ["output"])
@@ -52,6 +54,10 @@ class FakeContext:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.outputs.append(final)
         return final
+
+    def mark_output_complete(self, path: Path | str) -> None:
+        assert Path(path) in self.outputs, f"{path} is not an output of this job"
+        self.completed.append(Path(path))
 
     def engine(self) -> Any:
         return self._engine

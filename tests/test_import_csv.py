@@ -85,13 +85,22 @@ def test_corpus_file(name: str, db: Any, data_dir: Any) -> None:
     table = case.get("table", "products")
     mode = case.get("mode", "skip_invalid")
     if "error" in case:
+        ctx = FakeContext(db, data_dir)
         with pytest.raises(TaskError) as info:
-            run(db, data_dir, CORPUS / name, table, mode)
+            import_csv({"path": str(CORPUS / name), "table": table, "mode": mode}, ctx)
         message = str(info.value)
         assert case["error"] in message
         assert message.startswith("Nothing was imported")
         assert rows_of(db, table) == {}  # failed before anything was written
-        assert list(data_dir.outputs.iterdir()) == []
+        # nothing written but a strict import's complete list of its invalid rows
+        assert sorted(data_dir.outputs.iterdir()) == ctx.completed
+        assert bool(ctx.completed) == ("the mode is strict" in message)
+        for path in ctx.completed:
+            reasons = rejects_reasons(str(path), ",")
+            assert reasons and message.count(reasons[0]) == 1
+            assert message.endswith(f"every invalid row with its reason is in {path.name}; "
+                                    "fix those rows, or import with mode skip_invalid to "
+                                    "import the valid rows.")
         return
     result, ctx = run(db, data_dir, CORPUS / name, table, mode)
     assert result["inserted"] == case["inserted"]

@@ -14,13 +14,21 @@ database); the worker still runs one job at a time, in order, and skips a job
 whose cancellation arrived before it started.
 A watchdog thread ends the process as soon as the engine that spawned it dies,
 so no orphan keeps writing.  Nothing here imports Qt.
+
+Outputs are written under temporary names and renamed into place, all or none,
+when the job completes.  A failed job keeps only the reports it asked to keep
+(``ctx.output_path(name, keep_on_failure=True)``) and finished
+(``ctx.mark_output_complete(path)`` after closing the file); a cancelled,
+timed-out or killed job keeps nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -40,6 +48,19 @@ TEMP_MARK = ".part-"
 def temp_path_for(final: Path, job_id: int) -> Path:
     """Where a job writes a file before it is renamed into place."""
     return final.parent / f".{final.name}{TEMP_MARK}{job_id}"
+
+
+@dataclasses.dataclass
+class _Output:
+    """One file a job writes: where it is written, and where it goes when kept."""
+
+    temp: Path
+    final: Path
+    primary: bool
+    chosen: bool  # an absolute path the user chose: replaced, never renamed aside
+    keep_on_failure: bool = False
+    # (size, mtime) when the task said the file is complete; None: not (yet) complete
+    completed: tuple[int, int] | None = None
 
 
 def unique_path(path: Path) -> Path:
@@ -73,7 +94,7 @@ class WorkerContext:
         self.time_limit: float = float(job.get("timeout") or 3600.0)
         self._last_progress = 0.0
         self._pending_progress: tuple[float | None, str] | None = None
-        self.outputs: list[tuple[Path, Path, bool, bool]] = []  # temp, final, primary, chosen
+        self.outputs: list[_Output] = []
         self.log_lines: list[str] = []
 
     # -- reporting --------------------------------------------------------------
@@ -149,7 +170,8 @@ class WorkerContext:
         self.resume_state = state
 
     # -- outputs ---------------------------------------------------------------
-    def output_path(self, name: str, *, primary: bool | None = None) -> Path:
+    def output_path(self, name: str, *, primary: bool | None = None,
+                    keep_on_failure: bool = False) -> Path:
         """A path to write an output to.  It is renamed into place when the job succeeds.
 
         ``name`` is a file name (placed in the data directory's ``outputs/``; an
@@ -158,6 +180,14 @@ class WorkerContext:
         destination, so a failed or killed job never leaves a half-written file.
         The first output is the primary one (opened by the notification) unless
         ``primary`` says otherwise.
+
+        ``keep_on_failure=True`` makes the output a report worth keeping even when
+        the job fails (a strict import's list of invalid rows): if the job body
+        raises an error after the task closed the file and called
+        :meth:`mark_output_complete` on it, the file is renamed into place like a
+        successful job's output and becomes the failed job's ``output_path``.
+        Without that call, or when the job is cancelled, times out or its process
+        dies, it is deleted like every other output.
         """
         p = Path(name)
         chosen = p.is_absolute()
@@ -167,17 +197,35 @@ class WorkerContext:
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = temp_path_for(final, self.job_id)
         if primary is None:
-            primary = not any(o[2] for o in self.outputs)
-        self.outputs.append((temp, final, primary, chosen))
+            primary = not any(o.primary for o in self.outputs)
+        self.outputs.append(_Output(temp, final, primary, chosen, keep_on_failure))
         self._conn.send(("temp", str(temp)))
         return temp
 
+    def mark_output_complete(self, path: Path | str) -> None:
+        """Say that the output written to ``path`` (from :meth:`output_path`) is whole.
+
+        Call it after closing the file, and write nothing to it afterwards: only a
+        ``keep_on_failure`` output marked complete survives a failed job, and only
+        if its size and modification time are still those it had at this call (so
+        a report the task went on writing, or had not flushed, is not kept).
+        """
+        out = self._output(path)
+        st = os.stat(out.temp)
+        out.completed = (st.st_size, st.st_mtime_ns)
+
     def final_path(self, temp: Path) -> Path:
         """The final path an output written to ``temp`` will have."""
-        for t, final, _, _ in self.outputs:
-            if t == Path(temp):
-                return final
+        for out in self.outputs:
+            if out.temp == Path(temp):
+                return out.final
         return Path(temp)
+
+    def _output(self, temp: Path | str) -> _Output:
+        for out in self.outputs:
+            if out.temp == Path(temp):
+                return out
+        raise ValueError(f"{temp} is not a path ctx.output_path() gave this job")
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -202,42 +250,97 @@ def _replace_paths(value: Any, mapping: dict[str, str]) -> Any:
 
 
 def _remove_temps(ctx: WorkerContext) -> None:
-    for temp, *_ in ctx.outputs:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
+    for out in ctx.outputs:
+        with contextlib.suppress(OSError):  # not there (never written, or moved into place)
+            os.unlink(out.temp)
+
+
+def _place(outputs: list[_Output]) -> list[tuple[_Output, Path]]:
+    """Rename each written output into place, all or none; return where each went."""
+    done: list[tuple[_Output, Path]] = []
+    try:
+        for out in outputs:
+            if not out.temp.exists():
+                continue
+            # never overwrite a file of ours; a path the user chose is replaced
+            final = out.final if out.chosen else unique_path(out.final)
+            os.replace(out.temp, final)
+            done.append((out, final))
+    except OSError:
+        # all outputs or none: a job that fails here must not leave some in place
+        for out, final in reversed(done):
+            with contextlib.suppress(OSError):
+                os.replace(final, out.temp)
+        raise
+    return done
 
 
 def _promote(ctx: WorkerContext, result: Any) -> tuple[Any, str | None]:
     """Rename every output into place; return the result with final paths, and the primary."""
-    mapping: dict[str, str] = {}
-    primary: str | None = None
-    done: list[tuple[Path, Path]] = []
-    try:
-        for temp, final, is_primary, chosen in ctx.outputs:
-            if not temp.exists():
-                continue
-            if not chosen:  # never overwrite a file of ours; a path the user chose is replaced
-                final = unique_path(final)
-            os.replace(temp, final)
-            done.append((temp, final))
-            mapping[str(temp)] = str(final)
-            if is_primary and primary is None:
-                primary = str(final)
-    except OSError:
-        # all outputs or none: a job that fails here must not leave some in place
-        for temp, final in reversed(done):
-            with contextlib.suppress(OSError):
-                os.replace(final, temp)
-        raise
+    placed = _place(ctx.outputs)
+    mapping = {str(out.temp): str(final) for out, final in placed}
+    primary = next((str(final) for out, final in placed if out.primary), None)
     return _replace_paths(result, mapping), primary
 
 
+def _still_as_completed(out: _Output) -> bool:
+    try:
+        st = os.stat(out.temp)
+    except OSError:
+        return False
+    return out.completed == (st.st_size, st.st_mtime_ns)
+
+
+def _keep_reports(ctx: WorkerContext) -> tuple[str | None, dict[str, Path], str]:
+    """For a failed job: rename its completed keep-on-failure outputs into place.
+
+    Returns the path the job records (the primary among them, else the first), where
+    each one went (by temporary path), and a note for the error if they could not be
+    kept.  The caller deletes every other temporary file.
+    """
+    reports = [o for o in ctx.outputs if o.keep_on_failure and o.completed is not None
+               and o.temp.exists()]
+    changed = [o for o in reports if not _still_as_completed(o)]
+    for out in changed:
+        ctx.log(f"{out.final.name} changed after the job said it was complete; not kept")
+    reports = [o for o in reports if o not in changed]
+    if not reports:
+        return None, {}, ""
+    try:
+        placed = _place(reports)
+    except OSError as exc:
+        names = ", ".join(o.final.name for o in reports)
+        ctx.log(f"could not keep {names}: {exc}")
+        return None, {}, f" ({names} could not be kept: {exc})"
+    if not placed:
+        return None, {}, ""
+    primary = next((f for o, f in placed if o.primary), placed[0][1])
+    return str(primary), {str(o.temp): f for o, f in placed}, ""
+
+
+def _final_names(text: str, ctx: WorkerContext, placed: Mapping[str, Path]) -> str:
+    """``text`` with each output's temporary path (or name) replaced by its final one,
+    as a task names its report by the path ``ctx.output_path`` gave it."""
+    mapping: dict[str, str] = {}
+    for out in ctx.outputs:
+        final = placed.get(str(out.temp), out.final)
+        mapping[str(out.temp)] = str(final)
+        mapping[out.temp.name] = final.name
+    if not mapping or not any(k in text for k in mapping):
+        return text
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)))
+    return pattern.sub(lambda m: mapping[m.group(0)], text)
+
+
 def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one job body and describe how it ended (never raises)."""
+    """Run one job body and describe how it ended (never raises).
+
+    Completed: every output is renamed into place.  Failed (the body raised an
+    error, not KeyboardInterrupt or SystemExit): only the ``keep_on_failure``
+    outputs the task marked complete are, the primary among them (else the first)
+    is the outcome's ``output_path``, and the error names them by their final
+    names.  Cancelled (a timeout too): nothing is kept.
+    """
     from swifty_desktop.tasks import get_kind
     from swifty_desktop.tasks.base import JobCancelled, TransientError
 
@@ -256,14 +359,20 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
         ctx.flush_progress()
         if result is not None and not isinstance(result, dict):
             result = {"value": result}
+        # a result must be JSON; fail here rather than in the engine, and before any
+        # output is in place (renaming paths in it does not change that)
+        json.dumps(result)
         result, primary = _promote(ctx, result)
-        json.dumps(result)  # a result must be JSON; fail here rather than in the engine
         return {"status": "completed", "result": result, "output_path": primary}
     except JobCancelled as exc:
         _remove_temps(ctx)
         note = str(exc)  # a task may say what it kept ("12,000 rows stay imported...")
         return {"status": "cancelled", **({"message": note} if note != "cancelled" else {})}
     except BaseException as exc:  # the job body's failure, reported, never raised
+        # an error (not KeyboardInterrupt/SystemExit: the process is being stopped)
+        # keeps the reports the task completed; everything else goes
+        kept, placed, not_kept = (_keep_reports(ctx) if isinstance(exc, Exception)
+                                  else (None, {}, ""))
         _remove_temps(ctx)
         transient = isinstance(exc, TransientError)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
@@ -275,7 +384,7 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
         if isinstance(exc, MemoryError):
             message = "the job ran out of memory"
         else:
-            message = str(exc) or type(exc).__name__
+            message = _final_names(str(exc) or type(exc).__name__, ctx, placed) + not_kept
         etype = type(exc)
         # our own error types read best bare; others keep their module (requests...)
         plain = etype.__module__ in ("builtins", "__main__") or \
@@ -286,10 +395,11 @@ def run_job(conn: Connection, cancel_flag: Any, job: Mapping[str, Any]) -> dict[
             "error": {
                 "type": name,
                 "message": message,
-                "traceback": traceback.format_exc(),
+                "traceback": _final_names(traceback.format_exc(), ctx, placed),
                 "transient": bool(transient),
                 **({"retry_after": retry_after} if transient and retry_after else {}),
             },
+            **({"output_path": kept} if kept else {}),
         }
 
 

@@ -32,7 +32,8 @@ Numbers
 ``skip_invalid`` (default) imports the valid rows and writes every rejected row,
 with its original values and a ``reason`` naming row, column and problem, to
 ``<name>.rejects.csv`` in the outputs folder.  ``strict`` validates the whole file
-first and writes nothing if any row is invalid.
+first and writes nothing if any row is invalid; the job then fails, and keeps the
+same rejects file listing every invalid row (its error names the file).
 
 How it writes
     A first pass parses the whole file (so a broken file fails before any write,
@@ -1143,10 +1144,15 @@ def rejects_cell(cell: str) -> str:
 
 
 class _Rejects:
-    """The rejects CSV: the original header plus a reason column, opened on first use."""
+    """The rejects CSV: the original header plus a reason column, opened on first use.
 
-    def __init__(self, ctx: Context, fmt: FileFormat) -> None:
+    ``keep_on_failure``: a strict import's list, kept when the job fails once
+    :meth:`complete` said it is whole (see ``ctx.output_path``).
+    """
+
+    def __init__(self, ctx: Context, fmt: FileFormat, keep_on_failure: bool = False) -> None:
         self._ctx, self._fmt = ctx, fmt
+        self._keep = keep_on_failure
         self._fh: Any = None
         self._writer: Any = None
         self.path: Path | None = None
@@ -1163,7 +1169,7 @@ class _Rejects:
     def write(self, fields: list[str], reason: str) -> None:
         if self._writer is None:
             stem = self._fmt.path.stem or "import"
-            self.path = self._ctx.output_path(f"{stem}.rejects.csv")
+            self.path = self._ctx.output_path(f"{stem}.rejects.csv", keep_on_failure=self._keep)
             self._fh = open(self.path, "w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._fh, delimiter=self._fmt.delimiter)
             self._writer.writerow([rejects_cell(h) for h in self._header])
@@ -1177,6 +1183,12 @@ class _Rejects:
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
+
+    def complete(self) -> None:
+        """Close the file and tell the engine it is whole: kept even if the job fails."""
+        self.close()
+        if self.path is not None:
+            self._ctx.mark_output_complete(self.path)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ database
@@ -1691,9 +1703,11 @@ class _Job:
 
     def _validate_all(self, spool: Any) -> tuple[int, int, int, int]:
         """Strict mode's checking pass: every row, no writes; the converted values of
-        the valid rows go to ``spool`` (while no row was invalid).  Raises TaskError
-        naming the first invalid rows; returns (data rows, blank rows, batches, the
-        last row's number).
+        the valid rows go to ``spool`` (while no row was invalid), every invalid row
+        with its reason to a rejects file.  Raises TaskError naming the first invalid
+        rows and the rejects file, which the engine keeps (the job fails; a cancelled
+        or stopped check keeps no rejects file); returns (data rows, blank rows,
+        batches, the last row's number).
         """
         import marshal
 
@@ -1702,6 +1716,7 @@ class _Job:
         examples: list[str] = []
         bad = checked = blank = batches = 0
         reader = _Reader(fmt)
+        rejects = _Rejects(ctx, fmt, keep_on_failure=True)
         try:
             for rows, records, last in _batches(reader, fmt.header_row,
                                                 lambda: STRICT_BATCH_ROWS):
@@ -1712,6 +1727,7 @@ class _Job:
                 blank += len(blanks)
                 checked += len(rows) - len(blanks)
                 for i in sorted(problems):
+                    rejects.write(records[i], "; ".join(problems[i]))
                     if len(examples) < STRICT_EXAMPLES:
                         examples.append(problems[i][0])
                 if not bad and len(rows) > len(blanks):
@@ -1726,15 +1742,19 @@ class _Job:
                              f"Validating {_label(fmt.path)}: row {last:,}")
         finally:
             reader.close()
+            rejects.close()  # not complete: a stopped check's list is deleted
         if bad:
+            rejects.complete()
+            listed_in = rejects.path.name if rejects.path else "a rejects file"
             extra = bad - len(examples)
             more = f"; and {extra:,} more row{'s' if extra != 1 else ''}" if extra > 0 else ""
+            # the engine names the file by its final name (rejects.path is temporary)
             raise TaskError(
                 f"Nothing was imported: {bad:,} of {checked:,} rows of {_label(fmt.path)} "
                 f"{'is' if bad == 1 else 'are'} invalid and the mode is strict ("
-                f"{'; '.join(examples)}{more}); fix those rows, or import with mode "
-                "skip_invalid to import the valid rows and get the others in a rejects "
-                "file.")
+                f"{'; '.join(examples)}{more}); every invalid row with its reason is in "
+                f"{listed_in}; fix those rows, or import with mode skip_invalid to "
+                "import the valid rows.")
         return checked, blank, batches, reader.count
 
 
