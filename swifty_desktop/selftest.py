@@ -11,6 +11,8 @@ one whose database, if it has one, holds no rows at all):
   magic), and hold one row per database row;
 * ``report_pdf`` — a PDF (magic bytes, end marker), several pages, set in the
   bundled DejaVu fonts;
+* ``backup`` — a copy of the database, made while jobs run: it passes SQLite's
+  integrity check and holds as many products as the database;
 * ``import_csv`` — a small CSV written here: the valid rows are in the database,
   the invalid one is in a rejects file;
 * ``archive`` — the completed orders before the cut-off are archived;
@@ -316,7 +318,8 @@ class SelfTest:
             # without sample data (or workers) the rest would only wait and fail alike
             why = "there is no sample data to work on" if worker_ok else \
                 "jobs do not run in worker processes (see 'worker' above)"
-            for name in ("export csv", "export xlsx", "report_pdf", "import_csv", "archive",
+            for name in ("export csv", "export xlsx", "report_pdf", "backup", "import_csv",
+                         "archive",
                          "exchange_rates", "email_batch", "catalog_sync"):
                 self.line(False, name, f"not run: {why}")
             return
@@ -327,10 +330,12 @@ class SelfTest:
         export_xlsx = self._submit("export", {"table": "customers", "format": "xlsx",
                                               "path": "selftest-customers.xlsx"})
         report = self._submit("report_pdf", {"path": "selftest-report.pdf"})
-        jobs = self._wait([export_csv, export_xlsx, report])
+        backup = self._submit("backup", {"path": "selftest-backup.db"})
+        jobs = self._wait([export_csv, export_xlsx, report, backup])
         self.check("export csv", lambda: self._check_csv(jobs[export_csv]))
         self.check("export xlsx", lambda: self._check_xlsx(jobs[export_xlsx]))
         self.check("report_pdf", lambda: self._check_pdf(jobs[report]))
+        self.check("backup", lambda: self._check_backup(jobs[backup]))
 
         # 3. writers, once the readers are done (their row counts stay true)
         source = self.data_dir / "selftest-import.csv"
@@ -427,6 +432,25 @@ class SelfTest:
         if "E-mail" not in header:
             raise CheckFailed(f"{path.name}'s header row is {header}")
         return f"customers: {rows - 1:,} rows + header, {_size(path)} at {path}"
+
+    def _check_backup(self, job: Any) -> str:
+        result = self._completed(job)
+        path = self._output(job)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            check = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            products = int(conn.execute("SELECT count(*) FROM products").fetchone()[0])
+        finally:
+            conn.close()
+        if check != ["ok"]:
+            raise CheckFailed(f"{path.name} fails SQLite's integrity check: {check[:3]}")
+        in_db = self._count("products")
+        if products != in_db or result.get("counts", {}).get("products") != in_db:
+            raise CheckFailed(f"{path.name} holds {products} products (the job says "
+                              f"{result.get('counts')}); the database has {in_db}")
+        if path.with_name(path.name + "-wal").exists():
+            raise CheckFailed(f"{path.name} is not one self-contained file (a -wal beside it)")
+        return f"{products:,} products, integrity ok, {_size(path)} at {path}"
 
     def _check_pdf(self, job: Any) -> str:
         result = self._completed(job)

@@ -1,0 +1,116 @@
+"""Backing up the database while the app works: a whole, consistent, single-file copy."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_final
+from helpers import run_json
+
+from swifty_desktop.demo.seed import seed
+from swifty_desktop.jobs.model import JobStatus, Trigger
+from swifty_desktop.tasks import get_kind
+from swifty_desktop.tasks.backup import back_up, sqlite_path
+from swifty_desktop.tasks.base import TaskError
+
+
+def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_backup_job_writes_a_checked_single_file_copy(make_manager, db, data_dir,
+                                                        qtbot) -> None:
+    seed(db, "small")
+    manager = make_manager()
+    job_id = manager.submit("backup", {}, Trigger.user("Back up database"))
+    job = wait_final(qtbot, manager, job_id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    copy = Path(job.output_path)
+    assert copy.parent == data_dir.root / "outputs" / "backups"
+    assert copy.name.startswith("swifty-backup_") and copy.suffix == ".db"
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no temp, -wal or journal
+    assert query(copy, "PRAGMA quick_check") == [("ok",)]
+    assert query(copy, "PRAGMA journal_mode") == [("delete",)]
+    live = {t: query(data_dir.db_path, f"SELECT count(*) FROM {t}")[0][0]
+            for t in ("products", "customers", "orders")}
+    assert job.result["counts"] == {**job.result["counts"], **live} and live["orders"] == 600
+    for table, n in live.items():
+        assert query(copy, f"SELECT count(*) FROM {table}") == [(n,)]
+    # in the copy this very job reads as done and no engine is registered, so a
+    # restored copy starts clean instead of "recovering" the backup job
+    assert query(copy, f"SELECT status FROM jobs WHERE id = {job_id}") == [("completed",)]
+    assert query(copy, "SELECT count(*) FROM engines") == [(0,)]
+    spec = get_kind("backup")
+    assert spec.outcome_text(job.result).endswith(
+        "MB: 200 products, 120 customers, 600 orders, 1 job")
+
+
+def test_the_copy_holds_whole_transactions_while_another_process_writes(data_dir, db,
+                                                                        tmp_path) -> None:
+    """Writers go on during the copy; the copy has each of their transactions whole or not at
+    all (rows go in pairs, so an odd count would be half a transaction)."""
+    source = data_dir.db_path
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE pairs (n INTEGER)")
+        conn.executemany("INSERT INTO pairs VALUES (?)", [(i,) for i in range(200_000)])
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        conn = sqlite3.connect(source, timeout=30)
+        try:
+            while not stop.is_set():
+                with conn:
+                    conn.execute("INSERT INTO pairs VALUES (1)")
+                    conn.execute("INSERT INTO pairs VALUES (2)")
+                written[0] += 1
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    copies = []
+    try:
+        for i in range(5):
+            target = tmp_path / f"copy{i}.db"
+            back_up(source, target)
+            copies.append(target)
+    finally:
+        stop.set()
+        writer.join()
+    assert written[0] > 0  # the writer did get its transactions in meanwhile
+    counts = [query(c, "SELECT count(*) FROM pairs")[0][0] for c in copies]
+    assert all(n % 2 == 0 for n in counts), counts
+    assert counts == sorted(counts) and counts[-1] <= 200_000 + 2 * written[0]
+
+
+def test_a_restored_copy_opens_as_a_data_directory(make_manager, db, data_dir, qtbot,
+                                                   tmp_path) -> None:
+    seed(db, "small")
+    manager = make_manager()
+    job = wait_final(qtbot, manager, manager.submit("backup", {"path": "mine.db"}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    shutil.copyfile(job.output_path, restored / "swifty.db")  # the app of `restored` is closed
+    jobs = run_json(restored, "jobs", "list", "--json")
+    mine = next(j for j in jobs if j["id"] == job.id)
+    assert mine["status"] == "completed" and mine["kind"] == "backup"
+    assert query(restored / "swifty.db", "SELECT count(*) FROM customers") == [(120,)]
+
+
+def test_only_a_sqlite_file_can_be_backed_up_this_way() -> None:
+    assert sqlite_path("sqlite:////srv/shop/swifty.db") == Path("/srv/shop/swifty.db")
+    with pytest.raises(TaskError, match="uses postgresql. Use that database's own backup"):
+        sqlite_path("postgresql://shop@db/swifty")
+    with pytest.raises(TaskError, match="in memory only: there is no file"):
+        sqlite_path("sqlite://")  # in memory: no file to copy
