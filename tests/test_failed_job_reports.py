@@ -126,6 +126,8 @@ def test_a_failed_strict_import_keeps_every_invalid_row_with_its_reason(
     assert skip.output_path == skip.result["rejects_path"] == \
         str(data_dir.outputs / "bad (3).rejects.csv")
     assert Path(skip.output_path).read_bytes() == report.read_bytes()
+    log = "\n".join(manager.store.log_tail(skip.id, 50))  # the log names where it went
+    assert "303 rows rejected; see " + skip.output_path in log and ".part-" not in log
 
     # the list, fixed, imports again (its reason column is ignored)
     fixed = tmp_path / "fixed.csv"

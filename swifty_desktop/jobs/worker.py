@@ -117,8 +117,11 @@ class WorkerContext:
             self._conn.send(("progress", fraction, message))
 
     def log(self, line: str) -> None:
-        """Add a line to the job's log (shown live in the job details)."""
-        line = str(line)
+        """Add a line to the job's log (shown live in the job details).
+
+        An output's temporary path (or name) in it reads as where the file will go.
+        """
+        line = _final_names(str(line), self, {}) if self.outputs else str(line)
         self.log_lines.append(line)
         del self.log_lines[:-50]
         self._conn.send(("log", line))

@@ -1188,7 +1188,7 @@ class _Rejects:
         """Close the file and tell the engine it is whole: kept even if the job fails."""
         self.close()
         if self.path is not None:
-            self._ctx.mark_output_complete(self.path)  # type: ignore[attr-defined]
+            self._ctx.mark_output_complete(self.path)
 
 
 # ------------------------------------------------------------------ database
