@@ -224,6 +224,20 @@ def test_job_details_show_attempts_log_and_error(window, qtbot) -> None:
     dialog.close()
 
 
+def test_job_details_cut_a_long_error_in_the_subtitle_after_a_whole_word(window,
+                                                                        qtbot) -> None:
+    reason = "the supplier answered " + " ".join(f"part{i}" for i in range(60))
+    job_id = window.manager.submit("fail", {"message": reason})
+    wait_final(qtbot, window.manager, job_id)
+    dialog = window.show_details(job_id)
+    subtitle = dialog.subtitleLabel.text()
+    assert subtitle.endswith("…") and "the supplier answered part0" in subtitle
+    last_word = subtitle[:-1].rsplit(" ", 1)[-1]
+    assert last_word in reason.split()  # "part17", never "par"
+    assert reason in dialog.errorSummary.text()  # the whole text is on the Error tab
+    dialog.close()
+
+
 def test_parameter_dialog_validates_before_queueing(qtbot, tmp_path: Path) -> None:
     dialog = ParamDialog(get_kind("sleep"), title="Nap")
     qtbot.addWidget(dialog)

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QDialog, QMessageBox, QTableWidgetItem, QWidget
 
 from swifty_desktop.gui import job_actions
+from swifty_desktop.gui.notifier import clip
 from swifty_desktop.gui.registry_model import STATUS_COLORS, kind_title, result_summary
 from swifty_desktop.gui.uitools import fmt_duration, fmt_time, icon, load_form
 from swifty_desktop.jobs.manager import JobManager
@@ -78,9 +79,7 @@ class JobDetailsDialog(QDialog):
         self.titleLabel.setText(f"<b style='font-size: 14pt'>{_esc(job.title)}</b>")
         color = STATUS_COLORS[job.status].name()
         extra = f" — retried as #{job.superseded_by}" if job.superseded_by else ""
-        summary = result_summary(job)
-        if len(summary) > 110:  # the whole text is on the Error tab
-            summary = summary[:107].rstrip() + "…"
+        summary = clip(result_summary(job), 110)  # the whole text is on the Error tab
         self.subtitleLabel.setText(
             f"<span style='color:{color}'><b>{job.status.label}</b></span> · #{job.id} · "
             f"attempt {job.attempt}{extra} · {_esc(summary)}")
