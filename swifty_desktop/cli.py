@@ -443,8 +443,14 @@ def _wait_for(svc: Any, job_id: int, args: argparse.Namespace) -> int:
 
 
 def _summary(job: Any) -> str:
+    from swifty_desktop.tasks import registry
+
     if job.status.value == "completed":
         text = f"Job #{job.id} completed in {_fmt_duration(job.duration)}: {job.title}"
+        spec = registry().get(job.kind)
+        did = spec.outcome_text(job.result) if spec is not None else ""
+        if did:
+            text += f"\n  done: {did}"
         if job.output_path:
             text += f"\n  output: {job.output_path}"
         if job.result:
@@ -453,6 +459,8 @@ def _summary(job: Any) -> str:
     text = f"Job #{job.id} {job.status.value}: {job.title}"
     if job.error:
         text += f"\n  {job.error.type}: {job.error.message}"
+    if job.output_path:  # a report the failed job kept (a strict import's invalid rows)
+        text += f"\n  kept: {job.output_path}"
     text += f"\n  details: swifty-desktop jobs show {job.id}"
     return text
 

@@ -161,3 +161,7 @@ def test_a_relative_input_path_is_read_from_where_the_command_runs(tmp_path: Pat
     job = json.loads(proc.stdout)
     assert job["params"]["path"] == str(here / "products.csv")
     assert job["result"]["inserted"] == 1
+    text = run_cli(tmp_path / "data", "jobs", "submit", "import_csv", "-p",
+                   f"path={here / 'products.csv'}", "--wait").stdout.splitlines()
+    assert text[0].startswith("Job #2 completed in ")  # what it did, in words, first
+    assert text[1] == "  done: 0 new and 1 updated products"

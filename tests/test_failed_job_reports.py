@@ -197,6 +197,7 @@ def test_jobs_show_names_the_report_of_a_failed_strict_import(tmp_path: Path) ->
                    "-p", "mode=strict", "--wait")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = data / "outputs" / "bad.rejects.csv"
+    assert f"  kept: {report}" in proc.stdout.splitlines()  # --wait names it too
     job = json.loads(run_cli(data, "jobs", "show", "1", "--json").stdout)
     assert job["status"] == "failed" and job["output_path"] == str(report)
     assert "every invalid row with its reason is in bad.rejects.csv;" in \
