@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -242,11 +242,26 @@ def _check_paths(params: Sequence[Param], values: Mapping[str, Any]) -> None:
                 raise ParamError(f"the file {path} does not exist; choose an existing file")
 
 
+# What the settings declarations cannot say yet (SettingSpec has no field for it);
+# it belongs next to them in tasks/catalog_sync.py and tasks/email_batch.py once it has.
+# Settings that only the custom (WooCommerce) supplier reads: the demo supplier
+# needs no address or keys and names itself; the price currency applies to both.
+CUSTOM_SUPPLIER_ONLY = ("supplier.base_url", "supplier.consumer_key",
+                        "supplier.consumer_secret", "supplier.name")
+# the SMTP port 0 stands for, by security choice: mailer.SmtpConfig.effective_port
+AUTOMATIC_SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+SMTP_PORT_HELP = ("Automatic: the usual port for the security choice (587 with STARTTLS, "
+                  "465 with SSL, 25 without). Enter another port only if your provider asks "
+                  "for one; 0 is Automatic again.")
+SCREEN_SHARE = 0.9  # the dialog opens at most this share of the screen (its frame, the rest)
+
+
 class SettingsDialog(QDialog):
     """One page per declared settings group; secrets go to the OS keyring.
 
     A stored secret is never read into the dialog: its field only says that one is
-    stored, and offers to replace or remove it.
+    stored, and offers to replace or remove it.  The dialog opens as large as its
+    longest page needs (within the screen); a page scrolls only on a small screen.
     """
 
     def __init__(self, store: settings_mod.Settings, parent: QWidget | None = None) -> None:
@@ -255,6 +270,8 @@ class SettingsDialog(QDialog):
         self.store = store
         self.errorLabel.hide()
         self.fields: dict[str, tuple[settings_mod.SettingSpec, QWidget]] = {}
+        self._row_labels: dict[str, list[QLabel]] = {}  # a field's label and hint
+        self._scrolls: list[QScrollArea] = []
         for group in settings_mod.groups():
             page = QWidget()
             form = QFormLayout(page)
@@ -274,29 +291,99 @@ class SettingsDialog(QDialog):
                                         current if current is not None else spec.default,
                                         choices=spec.choices, minimum=spec.minimum,
                                         maximum=spec.maximum)
+                help_text = SMTP_PORT_HELP if spec.key == "mail.smtp_port" else spec.help
                 widget.setObjectName(f"setting_{spec.key}")
-                widget.setToolTip(spec.help)
+                widget.setToolTip(help_text)
                 label = QLabel(spec.label)
-                label.setToolTip(spec.help)
+                label.setToolTip(help_text)
                 form.addRow(label, widget)
-                if spec.help:
-                    hint = QLabel(spec.help)
+                self._row_labels[spec.key] = [label]
+                if help_text:
+                    hint = QLabel(help_text)
                     hint.setWordWrap(True)
-                    hint.setStyleSheet("color: #607d8b;")
+                    # under its field: QFormLayout gives a wrapped label a line more
+                    # than it needs, and centred text would float between two rows
+                    hint.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+                    # greyer when its field is disabled (a plain colour would hide that)
+                    hint.setStyleSheet("QLabel { color: #607d8b; } "
+                                       "QLabel:disabled { color: #b0bec5; }")
                     form.addRow("", hint)
+                    self._row_labels[spec.key].append(hint)
                 self.fields[spec.key] = (spec, widget)
-            # a long page scrolls instead of squeezing its wrapped hints until they clip
+            # a long page scrolls (small screens) instead of squeezing its wrapped hints
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setWidget(page)
             self.pages.addTab(scroll, group.title)
+            self._scrolls.append(scroll)
         if not self.fields:
             empty = QLabel("Nothing to set up yet.")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
             self.pages.addTab(empty, "General")
+        self._link_fields()
         self.buttonBox.accepted.connect(self.accept)
         self.buttonBox.rejected.connect(self.reject)
+        self.fit_to_pages()
+
+    def _link_fields(self) -> None:
+        """Fields that follow another: custom-supplier fields, the automatic port."""
+        mode = self.fields.get("supplier.mode", (None, None))[1]
+        if isinstance(mode, QComboBox):
+            mode.currentTextChanged.connect(self._supplier_mode_changed)
+            self._supplier_mode_changed(mode.currentText())
+        port = self.fields.get("mail.smtp_port", (None, None))[1]
+        security = self.fields.get("mail.smtp_security", (None, None))[1]
+        if isinstance(port, QSpinBox):
+            port.setGroupSeparatorShown(False)  # "2525", not "2,525"
+            if isinstance(security, QComboBox):
+                security.currentTextChanged.connect(self._security_changed)
+                self._security_changed(security.currentText())
+            else:
+                port.setSpecialValueText("Automatic")
+
+    def _supplier_mode_changed(self, mode: str) -> None:
+        """Disable what only a custom supplier reads; stored values stay as they are."""
+        custom = mode == "custom"
+        for key in CUSTOM_SUPPLIER_ONLY:
+            if key not in self.fields:
+                continue
+            self.fields[key][1].setEnabled(custom)
+            for label in self._row_labels.get(key, []):
+                label.setEnabled(custom)
+
+    def _security_changed(self, security: str) -> None:
+        port = self.fields["mail.smtp_port"][1]
+        if not isinstance(port, QSpinBox):
+            return
+        usual = AUTOMATIC_SMTP_PORTS.get(security)
+        # the stored value stays 0: "Automatic" follows the security choice when sending
+        port.setSpecialValueText(f"Automatic ({usual})" if usual else "Automatic")
+
+    def fit_to_pages(self) -> None:
+        """Open as large as the longest page needs, so that no page scrolls; at most
+        :data:`SCREEN_SHARE` of the screen (a page scrolls there only on a small one)."""
+        if not self._scrolls:
+            return
+        # before the first show only the dialog's own layout can be measured: around
+        # the tab widget (margins, buttons), and the tab widget around its pages
+        self.layout().activate()
+        outer = self.size() - self.pages.size()
+        page_hint = QSize(0, 0)
+        for scroll in self._scrolls:
+            page_hint = page_hint.expandedTo(scroll.sizeHint())
+        tabs = self.pages.sizeHint() - page_hint
+        chrome_w, chrome_h = outer.width() + tabs.width(), outer.height() + tabs.height()
+        window = self.parentWidget().window() if self.parentWidget() is not None else self
+        screen = window.screen().availableGeometry()
+        pages = [scroll.widget() for scroll in self._scrolls]
+        width = max([self.width()] + [p.sizeHint().width() + chrome_w for p in pages])
+        width = min(width, int(screen.width() * SCREEN_SHARE))
+        inner = width - chrome_w
+        height = max([self.height()] + [
+            (p.heightForWidth(inner) if p.hasHeightForWidth() else p.sizeHint().height())
+            + chrome_h for p in pages])
+        self.resize(width, min(height, int(screen.height() * SCREEN_SHARE)))
 
     def accept(self) -> None:
         try:

@@ -14,12 +14,14 @@ from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
+    QDialogButtonBox,
+    QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
-    QProgressDialog,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -78,6 +80,63 @@ class StatusSummary(QToolButton):
         self.setText(" · ".join(parts) if parts else "No jobs running")
 
 
+class WaitForJobsDialog(QDialog):
+    """"Waiting for N running jobs to finish" with a bar and the user's way out.
+
+    "Keep working" (also Esc, or closing the dialog) sets :attr:`keep_working`: the
+    app does not quit.  "Cancel them and quit now" sets :attr:`quit_now`.  The owner
+    accepts the dialog when every job has finished.
+    """
+
+    def __init__(self, total: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Waiting for jobs")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.setMinimumWidth(440)  # three job titles wrap onto a few lines, not many
+        layout = QVBoxLayout(self)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.bar = QProgressBar(self)
+        self.bar.setFormat("%v of %m finished")
+        self.bar.setRange(0, total)
+        self.bar.setValue(0)
+        buttons = QDialogButtonBox(self)
+        # the safe choice is the default: Enter or Esc never cancels anybody's work
+        self.keepButton = buttons.addButton("Keep working", QDialogButtonBox.ButtonRole.RejectRole)
+        self.keepButton.setToolTip("Don't quit: the jobs go on and queued jobs start again")
+        self.keepButton.setDefault(True)
+        self.quitNowButton = buttons.addButton("Cancel them and quit now",
+                                               QDialogButtonBox.ButtonRole.DestructiveRole)
+        self.quitNowButton.setToolTip("Cancel the running jobs and quit at once")
+        buttons.rejected.connect(self.reject)
+        self.quitNowButton.clicked.connect(self._quit_now)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(buttons)
+        self.keep_working = False
+        self.quit_now = False
+
+    def reject(self) -> None:
+        self.keep_working = True
+        super().reject()
+
+    def _quit_now(self) -> None:
+        self.quit_now = True
+        self.accept()
+
+    def setLabelText(self, text: str) -> None:
+        self.label.setText(text)
+
+    def setValue(self, value: int) -> None:
+        self.bar.setValue(value)
+
+    def value(self) -> int:
+        return self.bar.value()
+
+    def maximum(self) -> int:
+        return self.bar.maximum()
+
+
 class MainWindow(QMainWindow):
     """See the module docstring."""
 
@@ -100,6 +159,7 @@ class MainWindow(QMainWindow):
         self.kind_actions: dict[str, QAction] = {}
         self._stale_tables: set[str] = set()
         self._finished_elsewhere: set[int] = set()
+        self._ack: tuple[int, str] | None = None  # (job, message) the status bar acknowledged
         self._table_timer = QTimer(self, singleShot=True, interval=TABLE_REFRESH_MS)
         self._table_timer.timeout.connect(self._refresh_stale_tables)
 
@@ -277,6 +337,7 @@ class MainWindow(QMainWindow):
         ack = decl.ack.format(title=title) if decl.ack else \
             f"{title}: queued as job #{job_id} — it runs in the background."
         self.statusBar().showMessage(ack, 8000)
+        self._ack = (job_id, ack)  # cleared when that job finishes (see _on_job_finished)
         return job_id
 
     def open_settings(self) -> None:
@@ -320,7 +381,15 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _on_job_finished(self, job_id: int, status: str) -> None:
-        """Refresh the tabs a completed job changed — coalesced, and never a query per job."""
+        """Refresh the tabs a completed job changed — coalesced, and never a query per job.
+
+        The status bar's "working in the background" for this job goes: it is done
+        (a newer message stays).
+        """
+        if self._ack is not None and self._ack[0] == job_id:
+            if self.statusBar().currentMessage() == self._ack[1]:
+                self.statusBar().clearMessage()
+            self._ack = None
         if status != "completed":
             return
         job = self.manager.snapshot(job_id)
@@ -390,6 +459,7 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def confirm_quit(self) -> bool:
+        """Whether to quit now: asks when jobs are running (and may wait for them)."""
         running = self.manager.running_ids()
         if not running:
             return True
@@ -397,12 +467,12 @@ class MainWindow(QMainWindow):
         if choice == "stay":
             return False
         if choice == "wait":
-            self.wait_for_jobs()
+            return self.wait_for_jobs()
         return True  # "cancel": the app cancels running jobs as it stops the engine
 
     def _quit_with(self, choice: str) -> None:
-        if choice == "wait":
-            self.wait_for_jobs()
+        if choice == "wait" and not self.wait_for_jobs():
+            return  # "Keep working"
         self.really_quit = True
         self.quitRequested.emit()
 
@@ -430,59 +500,56 @@ class MainWindow(QMainWindow):
         box.exec()
         return buttons.get(box.clickedButton(), "stay")
 
-    def wait_for_jobs(self) -> None:
-        """Let the running jobs finish (the caller quits then).
+    def wait_for_jobs(self) -> bool:
+        """Let the running jobs finish; return whether to quit then.
 
-        The engine takes no new job meanwhile (queued ones stay queued for the next
-        start).  The progress dialog follows ``jobFinished``; its button quits at
-        once instead (the running jobs are then cancelled as the engine stops).
+        The engine takes no new job meanwhile (queued ones stay queued).  The dialog
+        follows ``jobFinished``: when every job it waits for has ended, True.  Its
+        "Cancel them and quit now" is True at once (the running jobs are then
+        cancelled as the engine stops); "Keep working" is False, and the engine
+        takes jobs again, nothing cancelled.
         """
         waiting = set(self.manager.running_ids())
         if not waiting:
-            return
+            return True
         self.manager.drain(0)  # no new dispatch; returns at once
         total = len(waiting)
-        progress = QProgressDialog(self)
-        bar = QProgressBar(progress)
-        bar.setFormat("%v of %m finished")
-        progress.setBar(bar)
-        progress.setWindowTitle("Waiting for jobs")
-        progress.setCancelButtonText("Cancel them and quit now")
-        progress.setRange(0, total)
-        progress.setWindowModality(Qt.WindowModality.WindowModal)
-        progress.setMinimumDuration(0)
-        progress.setAutoClose(False)
-        progress.setAutoReset(False)
+        dialog = WaitForJobsDialog(total, self)
         loop = QEventLoop(self)
 
         def update(_job_id: int = 0, _status: str = "") -> None:
             # a finished signal, or (for a job whose end was not announced here,
             # e.g. taken over by another engine) the engine's own list
             waiting.intersection_update(self.manager.running_ids())
-            progress.setValue(total - len(waiting))
+            dialog.setValue(total - len(waiting))
             names = [self._job_title(i) for i in sorted(waiting)[:3]]
             more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
-            progress.setLabelText(
+            dialog.setLabelText(
                 f"Waiting for {len(waiting)} running job{'s' if len(waiting) != 1 else ''} "
                 f"to finish: {', '.join(names)}{more}.\nQueued jobs stay queued for the next "
                 "start.")
             if not waiting:
-                loop.quit()
+                dialog.accept()
 
         self.manager.jobFinished.connect(update)
         recheck = QTimer(self, interval=500)
         recheck.timeout.connect(update)
-        progress.canceled.connect(loop.quit)
+        dialog.finished.connect(loop.quit)
         update()
         if waiting:
-            self._wait_dialog = progress  # for tests
-            progress.show()
+            self._wait_dialog = dialog  # for tests
+            dialog.show()
             recheck.start()
             loop.exec()
         recheck.stop()
         self.manager.jobFinished.disconnect(update)
-        progress.close()
-        progress.deleteLater()
+        keep_working = dialog.keep_working and not dialog.quit_now
+        dialog.close()
+        dialog.deleteLater()
+        if keep_working:
+            self.manager.resume_dispatch()
+            return False
+        return True
 
     def _job_title(self, job_id: int) -> str:
         job = self.manager.snapshot(job_id)

@@ -423,8 +423,9 @@ class RegistryPanel(QWidget):
                 return
 
     def _update_footer(self) -> None:
-        more = "+" if self.model.canFetchMore() else ""
-        self.footerLabel.setText(f"{self.model.rowCount():,}{more} jobs shown · double-click "
+        count, more = self.model.rowCount(), self.model.canFetchMore()
+        noun = "job" if count == 1 and not more else "jobs"
+        self.footerLabel.setText(f"{count:,}{'+' if more else ''} {noun} shown · double-click "
                                  "a job for details, right-click for actions")
 
     def _keep_scroll_anchor(self, _parent: QModelIndex, first: int, last: int) -> None:

@@ -11,6 +11,7 @@ window to open a job through :attr:`SchedulesView.showJobRequested`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,15 +66,29 @@ _PAUSED_COLOR = QColor("#9e9e9e")
 
 
 def _fmt(ts: float | None, now: float) -> str:
-    """Local time; today without the date, this week with the weekday."""
+    """Local time, never ambiguous: "Today 07:00", "Tomorrow 07:00" (or "Yesterday"),
+    "Sun 6 Dec 02:00" within six days either way, else "12 Jan 2027 02:00"."""
     if ts is None:
         return ""
-    local, today = time.localtime(ts), time.localtime(now)
-    if local[:3] == today[:3]:
-        return time.strftime("Today %H:%M", local)
-    if abs(ts - now) < 6 * 86400:
-        return time.strftime("%a %H:%M", local)
-    return time.strftime("%Y-%m-%d %H:%M", local)
+    local = time.localtime(ts)
+    days = _calendar_days(ts, now)
+    clock = time.strftime("%H:%M", local)
+    named = {0: "Today", 1: "Tomorrow", -1: "Yesterday"}.get(days)
+    if named is not None:
+        return f"{named} {clock}"
+    if abs(days) <= 6:
+        return f"{time.strftime('%a', local)} {local.tm_mday} {time.strftime('%b', local)} {clock}"
+    return f"{local.tm_mday} {time.strftime('%b %Y', local)} {clock}"
+
+
+def _fmt_full(ts: float) -> str:
+    """The whole local time for a tooltip, as the schedule editor's preview writes it."""
+    return time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+
+
+def _calendar_days(ts: float, now: float) -> int:
+    """Local calendar days from ``now``'s date to ``ts``'s (0: the same day)."""
+    return (datetime.date(*time.localtime(ts)[:3]) - datetime.date(*time.localtime(now)[:3])).days
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,8 +249,13 @@ class SchedulesModel(QAbstractTableModel):
         if col == COL_KIND:
             return f"Job kind: {row.kind}" if row.kind in registry() else (
                 f"Job kind '{row.kind}' is unknown to this version of the app")
-        if col == COL_LAST and row.last_job_id:
-            tip = f"Job #{row.last_job_id}: {row.last_status}. Double-click to open it."
+        if col == COL_NEXT and row.next_run is not None and row.enabled \
+                and not row.backing_off:  # backing off, the note says why it is then
+            tip: str | None = f"Next run: {_fmt_full(row.next_run)}"
+        elif col == COL_LAST and row.last_run is not None:
+            tip = f"Last run: {_fmt_full(row.last_run)}"
+            if row.last_job_id:
+                tip += f"\nJob #{row.last_job_id}: {row.last_status}. Double-click to open it."
         elif col == COL_MISSED and row.missed:
             tip = (f"{row.missed} run(s) fell due while the app was not running (or the "
                    "computer was asleep).")
@@ -371,8 +391,8 @@ class SchedulesView(QWidget):
     def _fit_columns(self) -> None:
         """Columns as wide as their contents once; the rule takes the remaining width."""
         metrics = self.table.fontMetrics()
-        room = {COL_LAST: metrics.horizontalAdvance("Today 00:00 · Completed · #0000") + 28,
-                COL_NEXT: metrics.horizontalAdvance("Wed 00:00 (backing off)") + 12}
+        room = {COL_LAST: metrics.horizontalAdvance("Wed 30 Sep 00:00 · Completed · #0000")
+                + 28, COL_NEXT: metrics.horizontalAdvance("Wed 30 Sep 00:00 (backing off)") + 12}
         for col in range(len(COLUMNS)):
             if col != COL_RULE:
                 self.table.resizeColumnToContents(col)

@@ -204,6 +204,17 @@ class JobManager(QObject):
             QCoreApplication.processEvents()
         return not self._alive_runners()
 
+    def resume_dispatch(self) -> None:
+        """Take jobs again after :meth:`drain` (the user decided not to quit after all).
+
+        Queued jobs start again as slots allow; running jobs were never touched.
+        Does nothing once :meth:`stop` has begun: a stopping engine stays stopped.
+        """
+        if self._stopping:
+            return
+        self._stopping_event.clear()
+        self.schedule_dispatch()
+
     def stop(self, *, cancel_running: bool = True, interrupt: bool = False,
              timeout: float = 10.0) -> None:
         """Stop taking jobs; stop the running ones; stop the workers.
