@@ -73,3 +73,25 @@ def wait_final(qtbot: Any, manager: Any, job_id: int, timeout: float = 30.0) -> 
     return wait_until(
         qtbot, lambda: (j := manager.store.get(job_id)).status in FINAL_STATES and j,
         timeout, f"job #{job_id} to finish")
+
+
+@pytest.fixture
+def url_catcher(qapp: Any) -> Iterator[Any]:
+    """Stands in for the desktop: ``.urls`` lists what QDesktopServices would have opened
+    (file URLs), instead of starting programs."""
+    from PySide6.QtCore import QObject, QUrl, Slot
+    from PySide6.QtGui import QDesktopServices
+
+    class UrlCatcher(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.urls: list[QUrl] = []
+
+        @Slot(QUrl)
+        def handle(self, url: QUrl) -> None:
+            self.urls.append(url)
+
+    catcher = UrlCatcher()
+    QDesktopServices.setUrlHandler("file", catcher, "handle")
+    yield catcher
+    QDesktopServices.unsetUrlHandler("file")

@@ -54,6 +54,29 @@ def test_a_backup_job_writes_a_checked_single_file_copy(make_manager, db, data_d
         "MB: 200 products, 120 customers, 600 orders, 1 job")
 
 
+def test_the_notification_of_a_backup_shows_its_folder(make_manager, db, data_dir, qtbot,
+                                                       url_catcher) -> None:
+    """A database copy is nothing a desktop program opens usefully: the click shows the
+    folder that holds it."""
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    from swifty_desktop.gui.notifier import Notifier, TrayStrategy
+
+    manager = make_manager()
+    strategy = TrayStrategy(QSystemTrayIcon())
+    notifier = Notifier(manager, strategy)
+    job = wait_final(qtbot, manager, manager.submit("backup", {}))
+    qtbot.waitUntil(lambda: strategy.last is not None, timeout=10_000)
+    note = strategy.last
+    name = Path(job.output_path).name
+    assert note.title == "Back up the database finished"
+    assert note.text.endswith(f"{name} is in the backups folder. Click to show it.")
+    strategy.tray.messageClicked.emit()
+    assert [Path(u.toLocalFile()) for u in url_catcher.urls] == [data_dir.root / "outputs" /
+                                                                  "backups"]
+    del notifier
+
+
 def test_the_copy_holds_whole_transactions_while_another_process_writes(data_dir, db,
                                                                         tmp_path) -> None:
     """Writers go on during the copy; the copy has each of their transactions whole or not at

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from conftest import wait_final, wait_until
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from swifty_desktop.gui.forms import ParamDialog
@@ -19,26 +19,6 @@ from swifty_desktop.gui.registry_model import COL_STATUS, JobTableModel
 from swifty_desktop.jobs.model import JobStatus, Trigger
 from swifty_desktop.jobs.store import JobQuery, JobStore
 from swifty_desktop.tasks import get_kind
-
-
-class UrlCatcher(QObject):
-    """Stands in for the desktop: records what QDesktopServices would have opened."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def handle(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
-@pytest.fixture
-def url_catcher() -> Any:
-    catcher = UrlCatcher()
-    QDesktopServices.setUrlHandler("file", catcher, "handle")
-    yield catcher
-    QDesktopServices.unsetUrlHandler("file")
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_final, wait_until
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSystemTrayIcon, QVBoxLayout, QWidget
 
 from swifty_desktop.gui import notifier as notifier_module
@@ -243,24 +242,6 @@ def test_the_notifier_names_no_kind() -> None:
     source = Path(notifier_module.__file__).read_text(encoding="utf-8")
     named = [k for k in registry() if f'"{k}"' in source or f"'{k}'" in source]
     assert named == []
-
-
-class UrlCatcher(QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def handle(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
-@pytest.fixture
-def url_catcher() -> Any:
-    catcher = UrlCatcher()
-    QDesktopServices.setUrlHandler("file", catcher, "handle")
-    yield catcher
-    QDesktopServices.unsetUrlHandler("file")
 
 
 def test_clicking_a_failed_jobs_kept_file_opens_it(qtbot, make_manager, url_catcher,

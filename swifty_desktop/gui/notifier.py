@@ -99,6 +99,12 @@ def describe(job: JobRecord) -> Notification:
         tabs = tables_changed_by(job.kind, job.params)
         tab = tabs[0] if tabs and not target else None
         label = _output_label(job) if target and target == job.output_path else ""
+        spec = registry().get(job.kind)
+        if target and target == job.output_path and spec is not None and spec.reveal_output:
+            folder = Path(target).parent
+            return Notification(f"{job.title} finished",
+                                f"{lead}{Path(target).name} is in the {folder.name} folder. "
+                                "Click to show it.", job.status.value, job.id, str(folder))
         if target and label:
             text = f"{lead}Click to open {label} ({Path(target).name})."
         elif target:

@@ -102,6 +102,7 @@ def _outcome(result: Mapping[str, Any]) -> str:
     "backup",
     title="Back up the database",
     outcome=_outcome,
+    reveal_output=True,
     description="Copies the whole database (products, customers, orders, jobs, schedules, "
                 "settings) into one file while the app keeps working.",
     params=(

@@ -250,6 +250,9 @@ class KindSpec:
     # what the job's output file is to the user, as in "Click to open the rejected rows
     # (x.rejects.csv)"; empty: the file is named on its own ("x.xlsx is ready")
     output_label: str = ""
+    # a click on the job's notification opens the folder holding its output, not the
+    # file (a database copy: no desktop program opens it usefully)
+    reveal_output: bool = False
 
     def outcome_text(self, result: Any) -> str:
         """What a completed job of this kind did, in a few words ("5,000 products, 3,000
@@ -361,12 +364,14 @@ def task(
     changes: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = (),
     outcome: Outcome | None = None,
     output_label: str = "",
+    reveal_output: bool = False,
 ) -> Callable[[TaskFunc], TaskFunc]:
     """Declare a job kind.  The decorated function is the job body.
 
     ``outcome`` turns a completed job's result into a short sentence for notifications
     and the job registry (see :meth:`KindSpec.outcome_text`); ``output_label`` says what
-    the job's output file is, where a bare file name would not ("the rejected rows").
+    the job's output file is, where a bare file name would not ("the rejected rows");
+    ``reveal_output`` makes the notification open the output's folder instead of the file.
     """
 
     def register(func: TaskFunc) -> TaskFunc:
@@ -389,6 +394,7 @@ def task(
             changes=changes,
             outcome=outcome,
             output_label=output_label,
+            reveal_output=reveal_output,
         )
         return func
 
