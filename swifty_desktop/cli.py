@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=30.0,
                    help="seconds running jobs get to finish after SIGINT/SIGTERM (default 30)")
 
+    p = sub.add_parser(
+        "restore", help="put a database backup back (the app must be closed)",
+        description="Replace the data directory's database with a backup made by File → "
+                    "Back up database (or the backup job). The database as it was is kept "
+                    "in outputs/backups/ first, so a restore can be undone the same way.")
+    p.add_argument("file", help="the backup file (a .db from outputs/backups/)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     for extension in _EXTENSIONS:
         extension(sub)
     return parser
@@ -536,7 +544,86 @@ def run_gui(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- main
-COMMANDS: dict[str, Any] = {"kinds": cmd_kinds, "jobs": cmd_jobs, "worker": cmd_worker}
+def _engines_using(db: Any) -> list[str]:
+    """The engines (app, worker, CLI) that still use the database file ``db``."""
+    import sqlite3
+
+    from swifty_desktop.jobs.store import engine_gone
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute("SELECT id, role, pid, started_at, heartbeat_at FROM engines"
+                            ).fetchall()
+    except sqlite3.DatabaseError:  # no engines table: nothing of ours ever ran on it
+        rows = []
+    finally:
+        conn.close()
+    now = time.time()
+    return [f"the {role} (pid {pid})" for engine_id, role, pid, started, beat in rows
+            if engine_gone(engine_id, (beat or 0) + 120.0, started, now) is None]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put a backup back: checked first, the current database kept, the app closed."""
+    import datetime as dt
+    from pathlib import Path
+
+    from filelock import FileLock
+
+    from swifty_desktop import bootstrap
+    from swifty_desktop.db.backup import BackupError, copy_database, inspect_copy, restore_into
+    from swifty_desktop.db.migrate import HEAD, KNOWN_REVISIONS
+    from swifty_desktop.jobs.worker import unique_path
+
+    folder = bootstrap.open_data_dir(args.data_dir)
+    bootstrap.init_logging(folder, verbose=args.verbose, console=args.verbose, role="cli")
+    db = folder.db_path
+    source = Path(args.file).expanduser().resolve()
+    if source == db.resolve():
+        raise CliError(f"{source} is this data directory's own database; name a backup "
+                       "file (from outputs/backups/)")
+    try:
+        info = inspect_copy(source)
+    except BackupError as exc:
+        raise CliError(f"cannot restore: {exc}; name a backup made by File → Back up "
+                       "database (in outputs/backups/)") from None
+    if info.revision not in KNOWN_REVISIONS:
+        raise CliError(f"{source} was written by a newer version of Swifty Desktop (schema "
+                       f"'{info.revision}'; this version knows up to '{HEAD}'); install the "
+                       "newer version to restore it")
+    with FileLock(str(folder.root / ".migrate.lock")).acquire(timeout=60):
+        users = _engines_using(db) if db.exists() else []
+        if users:
+            raise CliError(f"the data directory {folder.root} is in use by "
+                           f"{', '.join(users)}; close the app and stop any "
+                           "`swifty-desktop worker` on it, then restore again")
+        kept = None
+        if db.exists():
+            stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+            kept = unique_path(folder.outputs / "backups" / f"swifty-before-restore_{stamp}.db")
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            copy_database(db, kept)
+        try:
+            restore_into(source, db)
+        except BackupError as exc:
+            raise CliError(f"{exc}; the database as it was is kept as {kept}: restore that "
+                           "file the same way") from None
+    bootstrap.open_database(folder).dispose()  # an older copy's schema is brought up to date
+    result = {"restored": str(source), "database": str(db), "counts": info.counts,
+              "kept": str(kept) if kept else None}
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    counts = ", ".join(f"{n:,} {t}" for t, n in info.counts.items())
+    print(f"Restored {source} into {db}: {counts}.")
+    if kept:
+        print(f"The database as it was is kept as {kept}; restore that file the same way "
+              "to undo.")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Any] = {"kinds": cmd_kinds, "jobs": cmd_jobs, "worker": cmd_worker,
+                            "restore": cmd_restore}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

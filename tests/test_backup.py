@@ -12,10 +12,11 @@ import pytest
 from conftest import wait_final
 from helpers import run_json
 
+from swifty_desktop.db.backup import copy_database
 from swifty_desktop.demo.seed import seed
 from swifty_desktop.jobs.model import JobStatus, Trigger
 from swifty_desktop.tasks import get_kind
-from swifty_desktop.tasks.backup import back_up, sqlite_path
+from swifty_desktop.tasks.backup import sqlite_path
 from swifty_desktop.tasks.base import TaskError
 
 
@@ -105,7 +106,7 @@ def test_the_copy_holds_whole_transactions_while_another_process_writes(data_dir
     try:
         for i in range(5):
             target = tmp_path / f"copy{i}.db"
-            back_up(source, target)
+            copy_database(source, target)
             copies.append(target)
     finally:
         stop.set()

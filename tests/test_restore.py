@@ -1,0 +1,117 @@
+"""``swifty-desktop restore FILE``: a backup put back, checked first, the old one kept."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from conftest import wait_final
+from helpers import run_cli, run_json
+
+from swifty_desktop.db.backup import copy_database
+from swifty_desktop.jobs.model import JobStatus
+
+
+def count(db: Path, table: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def seeded_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """A data directory with the small sample data, and a backup of it made by the job."""
+    data = tmp_path / "shop"
+    assert run_cli(data, "demo", "seed", "--size", "small").returncode == 0
+    job = run_json(data, "jobs", "submit", "backup", "--wait", "--json")
+    assert job["status"] == "completed", job
+    return data, Path(job["output_path"])
+
+
+def test_a_backup_is_restored_and_the_database_it_replaced_is_kept(tmp_path: Path) -> None:
+    data, backup = seeded_dir(tmp_path)
+    db = data / "swifty.db"
+    with sqlite3.connect(db) as conn:  # a mistake made after the backup
+        conn.execute("DELETE FROM order_lines")
+        conn.execute("DELETE FROM orders")
+    conn.close()
+    assert count(db, "orders") == 0
+    result = run_json(data, "restore", str(backup), "--json")
+    assert count(db, "orders") == 600 == result["counts"]["orders"]
+    kept = Path(result["kept"])
+    assert kept.parent == data / "outputs" / "backups" and kept.name.startswith(
+        "swifty-before-restore_")
+    assert count(kept, "orders") == 0  # the state it replaced, to undo the restore
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+    jobs = run_json(data, "jobs", "list", "--json")  # the app's own commands work on it
+    assert [j["status"] for j in jobs if j["kind"] == "backup"] == ["completed"]
+    # and undoing is the same command with the kept file
+    undo = run_cli(data, "restore", str(kept))
+    assert undo.returncode == 0, undo.stderr
+    assert undo.stdout.startswith(f"Restored {kept} into {db}: ")
+    assert count(db, "orders") == 0
+
+
+def test_restore_refuses_while_an_engine_uses_the_data_directory(make_manager, db, data_dir,
+                                                                 qtbot, tmp_path) -> None:
+    manager = make_manager()  # an engine of this (live) process is registered
+    job = wait_final(qtbot, manager, manager.submit("backup", {}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    before = data_dir.db_path.stat().st_mtime_ns
+    proc = run_cli(data_dir.root, "restore", job.output_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"swifty-desktop: error: the data directory {data_dir.root} "
+                                  "is in use by ")
+    assert "close the app and stop any `swifty-desktop worker` on it" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert data_dir.db_path.stat().st_mtime_ns == before
+    assert [p.name for p in (data_dir.outputs / "backups").iterdir()] == \
+        [Path(job.output_path).name]  # nothing else was written
+
+
+def test_restore_refuses_what_is_not_a_usable_backup(tmp_path: Path) -> None:
+    data, backup = seeded_dir(tmp_path)
+    not_db = tmp_path / "products.csv"
+    not_db.write_text("sku,name\nA-1,Widget\n", encoding="utf-8")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE notes (t TEXT)").connection.close()
+    newer = tmp_path / "newer.db"
+    shutil.copyfile(backup, newer)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    conn.close()
+    cases: dict[str, Any] = {
+        str(tmp_path / "missing.db"): "does not exist",
+        str(not_db): "is not an SQLite database",
+        str(other): "not one of Swifty Desktop",
+        str(newer): "was written by a newer version of Swifty Desktop (schema '9999_future'",
+        str(data / "swifty.db"): "is this data directory's own database",
+    }
+    before = count(data / "swifty.db", "orders")
+    for path, reason in cases.items():
+        proc = run_cli(data, "restore", path)
+        assert proc.returncode == 2, (path, proc.stdout)
+        assert reason in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert count(data / "swifty.db", "orders") == before
+    assert sorted(p.name for p in (data / "outputs" / "backups").iterdir()) == [backup.name]
+
+
+def test_a_copy_of_an_empty_data_directory_restores_into_a_new_one(tmp_path: Path) -> None:
+    data, backup = seeded_dir(tmp_path)
+    fresh = tmp_path / "fresh"
+    proc = run_cli(fresh, "restore", str(backup), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["kept"] is None and count(fresh / "swifty.db", "customers") == 120
+    again = tmp_path / "again.db"
+    info = copy_database(fresh / "swifty.db", again)
+    assert info.counts["customers"] == 120 and info.revision is not None
