@@ -55,6 +55,26 @@ def test_a_backup_job_writes_a_checked_single_file_copy(make_manager, db, data_d
         "MB: 200 products, 120 customers, 600 orders, 1 job")
 
 
+def test_a_backup_keeps_the_newest_copies_and_nothing_it_did_not_make(make_manager, db,
+                                                                       data_dir, qtbot) -> None:
+    folder = data_dir.root / "outputs" / "backups"
+    folder.mkdir(parents=True)
+    old = [folder / f"swifty-backup_2026-11-{day:02d}_030000.db" for day in range(1, 13)]
+    for path in old:
+        path.write_bytes(b"an old copy")
+    mine = folder / "before-the-migration.db"  # the user's own file, kept whatever happens
+    mine.write_bytes(b"keep me")
+    manager = make_manager()
+    job = wait_final(qtbot, manager, manager.submit("backup", {"keep": 3}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == sorted([mine.name, old[-1].name, old[-2].name, Path(job.output_path).name])
+    assert job.result["removed"] == 10
+    assert get_kind("backup").outcome_text(job.result).endswith("; 10 older backups deleted")
+    again = wait_final(qtbot, manager, manager.submit("backup", {"keep": 0}))  # 0: keep all
+    assert again.result["removed"] == 0 and len(list(folder.iterdir())) == 5
+
+
 def test_the_notification_of_a_backup_shows_its_folder(make_manager, db, data_dir, qtbot,
                                                        url_catcher) -> None:
     """A database copy is nothing a desktop program opens usefully: the click shows the

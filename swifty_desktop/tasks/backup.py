@@ -42,7 +42,9 @@ def _outcome(result: Mapping[str, Any]) -> str:
     nouns = (("products", "product"), ("customers", "customer"), ("orders", "order"),
              ("jobs", "job"))
     parts = [counted(result_count(counts, key), noun) for key, noun in nouns if key in counts]
-    return f"{size / 1e6:,.1f} MB" + (f": {', '.join(parts)}" if parts else "")
+    removed = result_count(result, "removed")
+    return (f"{size / 1e6:,.1f} MB" + (f": {', '.join(parts)}" if parts else "")
+            + (f"; {counted(removed, 'older backup')} deleted" if removed else ""))
 
 
 @task(
@@ -58,6 +60,10 @@ def _outcome(result: Mapping[str, Any]) -> str:
               help="where to write the copy: a full path, or a relative one inside the "
                    "outputs folder (default: outputs/backups/, named with the date and "
                    "time)"),
+        Param("keep", "int", default=10, minimum=0, maximum=10_000, label="Keep",
+              help="how many of the backups in outputs/backups to keep, the newest; older "
+                   "ones are deleted after a new one is made (0: keep them all; a backup "
+                   "saved elsewhere is never deleted)"),
     ),
     concurrency=1,
     timeout=3600,
@@ -90,5 +96,31 @@ def backup(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     result = {"counts": copy.counts, "bytes": copy.bytes, "seconds": copy.seconds}
     ctx.log(f"Copied {source.name} ({copy.bytes / 1e6:,.1f} MB) in {copy.seconds:.1f} s: "
             + ", ".join(f"{n:,} {t}" for t, n in copy.counts.items()))
+    removed = []
+    keep = int(params.get("keep", 10))
+    if not params.get("path") and keep > 0:
+        removed = prune(target.parent, keep - 1)  # the temporary file sits beside it
+        if removed:
+            ctx.log(f"Deleted {len(removed)} older backup{'s' if len(removed) != 1 else ''} "
+                    f"(keeping the newest {keep}): {', '.join(p.name for p in removed)}")
     ctx.progress(1.0, "Copy checked")
-    return {**result, "source": str(source)}
+    return {**result, "source": str(source), "removed": len(removed)}
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Delete this kind's backups in ``folder`` beyond the newest ``keep``; return them.
+
+    Only files named as this kind names them (``swifty-backup_DATE.db``, or ``… (2).db``)
+    count; the names sort by their date.  Called before the new copy is renamed into
+    place, so it keeps ``keep`` old ones and the new one makes ``keep + 1``.
+    """
+    ours = sorted((p for p in folder.glob("swifty-backup_*.db") if p.is_file()),
+                  key=lambda p: p.name, reverse=True)
+    removed = []
+    for old in ours[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            continue  # in use or already gone: the next backup tries again
+        removed.append(old)
+    return removed
