@@ -9,8 +9,11 @@ A feature declares its settings once::
         SettingSpec("smtp.password", "Password", type="password"),
     ])
 
-and the GUI's settings dialog shows one page per group.  No Qt here: worker
-processes read settings too.
+and the GUI's settings dialog shows one page per group.  A group may name a
+*check* (``check="module:function"``, see :mod:`swifty_desktop.integrations.checks`)
+that tries the values typed in the dialog, before they are saved; the dialog then
+shows a *Test connection* button on that page.  No Qt here: worker processes read
+settings too.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ KEYRING_SERVICE = "Swifty Desktop"
 
 @dataclasses.dataclass(frozen=True)
 class SettingSpec:
-    """One setting.  ``type``: str, int, float, bool, choice, password (a keyring secret)."""
+    """One setting.  ``type``: str, int, float, bool, choice, password (a keyring secret).
+
+    ``enabled_when=(key, value)``: the setting is read only while the setting ``key``
+    has that value (the dialog disables its field otherwise; the stored value stays).
+    """
 
     key: str
     label: str
@@ -42,6 +49,7 @@ class SettingSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    enabled_when: tuple[str, str] | None = None
 
     @property
     def secret(self) -> bool:
@@ -50,21 +58,45 @@ class SettingSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SettingsGroup:
+    """A page of settings.
+
+    ``check``: ``"package.module:function"``, a function ``(values, stored_secret)``
+    returning a ``CheckResult`` (see :mod:`swifty_desktop.integrations.checks`);
+    ``values`` maps this group's keys to the values typed (a secret: None for "the
+    stored one", "" for none), ``stored_secret(key)`` reads a secret from the keyring.
+    A name rather than the function, so that declaring a group imports nothing.
+    """
+
     name: str
     title: str
     specs: tuple[SettingSpec, ...]
     description: str = ""
+    check: str = ""
 
 
 _GROUPS: dict[str, SettingsGroup] = {}
 
 
 def register_group(name: str, title: str, specs: Sequence[SettingSpec],
-                   description: str = "") -> SettingsGroup:
+                   description: str = "", *, check: str = "") -> SettingsGroup:
     """Declare a page of settings (idempotent for the same declaration)."""
-    group = SettingsGroup(name, title, tuple(specs), description)
+    group = SettingsGroup(name, title, tuple(specs), description, check)
     _GROUPS[name] = group
     return group
+
+
+def resolve_check(reference: str) -> Any:
+    """The function a group's ``check`` names (``"package.module:function"``).
+
+    Imports its module: call it where the import may take time (off the GUI thread).
+    """
+    import importlib
+
+    module_name, _, function = reference.partition(":")
+    if not module_name or not function:
+        raise ValueError(f"a settings check is named 'package.module:function', "
+                         f"not {reference!r}")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def groups() -> list[SettingsGroup]:

@@ -3,16 +3,18 @@
 A kind declares its parameters (name, type, default, help, choices...); the
 parameter dialog shows one field per parameter and validates with the kind's own
 ``validate`` before anything is queued.  Settings pages are generated the same
-way from ``swifty_desktop.settings`` groups.
+way from ``swifty_desktop.settings`` groups, with a *Test connection* button on a
+page whose group declares a check (run off the GUI thread by :class:`SettingsCheck`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,12 +30,17 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from swifty_desktop import settings as settings_mod
+from swifty_desktop.gui.registry_model import STATUS_COLORS
 from swifty_desktop.gui.uitools import icon, load_form
+from swifty_desktop.jobs.model import JobStatus
 from swifty_desktop.tasks import KindSpec, Param, ParamError
+
+log = logging.getLogger(__name__)
 
 
 class PathField(QWidget):
@@ -242,18 +249,69 @@ def _check_paths(params: Sequence[Param], values: Mapping[str, Any]) -> None:
                 raise ParamError(f"the file {path} does not exist; choose an existing file")
 
 
-# What the settings declarations cannot say yet (SettingSpec has no field for it);
-# it belongs next to them in tasks/catalog_sync.py and tasks/email_batch.py once it has.
-# Settings that only the custom (WooCommerce) supplier reads: the demo supplier
-# needs no address or keys and names itself; the price currency applies to both.
-CUSTOM_SUPPLIER_ONLY = ("supplier.base_url", "supplier.consumer_key",
-                        "supplier.consumer_secret", "supplier.name")
-# the SMTP port 0 stands for, by security choice: mailer.SmtpConfig.effective_port
-AUTOMATIC_SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-SMTP_PORT_HELP = ("Automatic: the usual port for the security choice (587 with STARTTLS, "
-                  "465 with SSL, 25 without). Enter another port only if your provider asks "
-                  "for one; 0 is Automatic again.")
 SCREEN_SHARE = 0.9  # the dialog opens at most this share of the screen (its frame, the rest)
+CHECK_BUTTON = "Test connection"
+CHECK_BUSY = "Testing…"
+CHECK_TIP = ("Try the values on this page now, as typed (before you save), with one quick "
+             "request; nothing is sent or stored")
+# a check's result: the registry's colours for a finished and a failed job; the hint
+# colour when there was nothing to contact (the demo supplier, no mail server)
+CHECK_COLORS = {"ok": STATUS_COLORS[JobStatus.COMPLETED].name(),
+                "failed": STATUS_COLORS[JobStatus.FAILED].name(), "neutral": "#607d8b"}
+
+_RUNNING_CHECKS: set[SettingsCheck] = set()  # started checks, referenced until they end
+
+
+class CheckSignals(QObject):
+    """What a :class:`SettingsCheck` reports: (token, ok, message, contacted)."""
+
+    finished = Signal(int, bool, str, bool)
+
+
+class SettingsCheck(QRunnable):
+    """Runs a settings group's check (``module:function``) on a QThreadPool thread.
+
+    It holds the values to try and a secret lookup, never a widget; the result goes
+    out through :attr:`signals` (a queued connection to whoever listens), and the
+    check is kept referenced in a module-level set until it ends, so closing the
+    dialog that started it neither stops nor breaks it.
+    """
+
+    def __init__(self, token: int, reference: str, values: Mapping[str, Any],
+                 stored_secret: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # Python owns it: the set below keeps it until it ends
+        self.token = token
+        self.reference = reference
+        self.values = dict(values)
+        self.stored_secret = stored_secret
+        self.signals = CheckSignals()
+
+    def start(self, pool: QThreadPool | None = None) -> None:
+        _RUNNING_CHECKS.add(self)
+        (pool or QThreadPool.globalInstance()).start(self)
+
+    def run(self) -> None:  # on a pool thread
+        try:
+            try:
+                check = settings_mod.resolve_check(self.reference)
+                result = check(self.values, self.stored_secret)
+                ok, message = bool(result.ok), str(result.message)
+                contacted = bool(getattr(result, "contacted", True))
+            except Exception as exc:  # a fault in the check itself, not in the settings
+                log.exception("the settings check %s failed", self.reference)
+                ok, contacted = False, True
+                message = (f"The test itself failed ({type(exc).__name__}: {exc}). That is a "
+                           "fault in Swifty Desktop, not in your settings; the log file has "
+                           "the details for a bug report.")
+            self.signals.finished.emit(self.token, ok, message, contacted)
+        finally:
+            _RUNNING_CHECKS.discard(self)
+
+
+def running_checks() -> int:
+    """How many settings checks are still running (for shutdown and tests)."""
+    return len(_RUNNING_CHECKS)
 
 
 class SettingsDialog(QDialog):
@@ -262,6 +320,9 @@ class SettingsDialog(QDialog):
     A stored secret is never read into the dialog: its field only says that one is
     stored, and offers to replace or remove it.  The dialog opens as large as its
     longest page needs (within the screen); a page scrolls only on a small screen.
+    A group that declares a check gets a *Test connection* button: it tries the
+    values in the form, saved or not, off the GUI thread (:class:`SettingsCheck`);
+    a result that arrives after the dialog closed is dropped.
     """
 
     def __init__(self, store: settings_mod.Settings, parent: QWidget | None = None) -> None:
@@ -272,7 +333,14 @@ class SettingsDialog(QDialog):
         self.fields: dict[str, tuple[settings_mod.SettingSpec, QWidget]] = {}
         self._row_labels: dict[str, list[QLabel]] = {}  # a field's label and hint
         self._scrolls: list[QScrollArea] = []
+        self._footers: list[QWidget | None] = []  # a page's Test connection row, if any
+        self._groups: dict[str, settings_mod.SettingsGroup] = {}
+        # a group's Test connection button and its result label
+        self.checks: dict[str, tuple[QPushButton, QLabel]] = {}
+        self._pending: dict[int, str] = {}  # token of a running check -> its group
+        self._tokens = 0
         for group in settings_mod.groups():
+            self._groups[group.name] = group
             page = QWidget()
             form = QFormLayout(page)
             # hints wrap across the whole field column, not in a narrow strip
@@ -291,7 +359,7 @@ class SettingsDialog(QDialog):
                                         current if current is not None else spec.default,
                                         choices=spec.choices, minimum=spec.minimum,
                                         maximum=spec.maximum)
-                help_text = SMTP_PORT_HELP if spec.key == "mail.smtp_port" else spec.help
+                help_text = spec.help
                 widget.setObjectName(f"setting_{spec.key}")
                 widget.setToolTip(help_text)
                 label = QLabel(spec.label)
@@ -315,8 +383,20 @@ class SettingsDialog(QDialog):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setWidget(page)
-            self.pages.addTab(scroll, group.title)
+            tab: QWidget = scroll
+            footer = None
+            if group.check:
+                # under the scrolling fields, so that a result never hides below them
+                footer = self._check_footer(group, form)
+                tab = QWidget()
+                box = QVBoxLayout(tab)
+                box.setContentsMargins(0, 0, 0, 0)
+                box.setSpacing(0)
+                box.addWidget(scroll, 1)
+                box.addWidget(footer)
+            self.pages.addTab(tab, group.title)
             self._scrolls.append(scroll)
+            self._footers.append(footer)
         if not self.fields:
             empty = QLabel("Nothing to set up yet.")
             empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -326,12 +406,98 @@ class SettingsDialog(QDialog):
         self.buttonBox.rejected.connect(self.reject)
         self.fit_to_pages()
 
+    # ------------------------------------------------------------ test connection
+    def _check_footer(self, group: settings_mod.SettingsGroup, form: QFormLayout) -> QWidget:
+        """A line, the Test connection button and its result label, margins as the form's."""
+        footer = QWidget()
+        footer.setObjectName(f"checkFooter_{group.name}")
+        layout = QVBoxLayout(footer)
+        margins = form.contentsMargins()
+        margins.setTop(0)
+        layout.setContentsMargins(margins)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Sunken)
+        layout.addWidget(line)
+        button = QPushButton(CHECK_BUTTON)
+        button.setObjectName(f"check_{group.name}")
+        button.setToolTip(CHECK_TIP)
+        layout.addWidget(button, 0, Qt.AlignmentFlag.AlignLeft)
+        result = QLabel()
+        result.setObjectName(f"checkResult_{group.name}")
+        result.setWordWrap(True)
+        result.setTextFormat(Qt.TextFormat.PlainText)  # messages may quote "<html>" bodies
+        result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        result.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        result.hide()
+        layout.addWidget(result)
+        self.checks[group.name] = (button, result)
+        button.clicked.connect(lambda: self.run_check(group.name))
+        for spec in group.specs:  # a result speaks of the values tested: edited, it goes
+            changed = _changed_signal(self.fields[spec.key][1])
+            if changed is not None:
+                changed.connect(result.hide)
+        return footer
+
+    def group_values(self, name: str) -> dict[str, Any]:
+        """The values on group ``name``'s page as typed; a secret as ``SecretField.change``
+        (None: the stored one, "": none, else the secret typed)."""
+        values: dict[str, Any] = {}
+        for spec in self._groups[name].specs:
+            widget = self.fields[spec.key][1]
+            values[spec.key] = widget.change if isinstance(widget, SecretField) \
+                else field_value(widget)
+        return values
+
+    def run_check(self, name: str) -> None:
+        """Start group ``name``'s check with the values in the form (off the GUI thread)."""
+        button, result = self.checks[name]
+        if not button.isEnabled():
+            return  # one at a time per page
+        self._tokens += 1
+        check = SettingsCheck(self._tokens, self._groups[name].check, self.group_values(name),
+                              self.store.get_secret)
+        check.signals.finished.connect(self._check_finished,
+                                       Qt.ConnectionType.QueuedConnection)
+        self._pending[self._tokens] = name
+        button.setEnabled(False)
+        button.setText(CHECK_BUSY)
+        result.hide()
+        check.start()
+
+    @Slot(int, bool, str, bool)
+    def _check_finished(self, token: int, ok: bool, message: str, contacted: bool) -> None:
+        name = self._pending.pop(token, None)
+        if name is None:  # the dialog was closed meanwhile: nobody is waiting for it
+            return
+        button, result = self.checks[name]
+        button.setEnabled(True)
+        button.setText(CHECK_BUTTON)
+        colour = CHECK_COLORS["neutral" if not contacted else "ok" if ok else "failed"]
+        result.setStyleSheet(f"QLabel {{ color: {colour}; }}")
+        result.setText(message)
+        result.show()
+
+    def done(self, r: int) -> None:
+        """Closing drops the results still to come (their checks end by themselves)."""
+        self._pending.clear()
+        for button, _result in self.checks.values():
+            button.setEnabled(True)
+            button.setText(CHECK_BUTTON)
+        super().done(r)
+
+    # ------------------------------------------------------------- linked fields
     def _link_fields(self) -> None:
-        """Fields that follow another: custom-supplier fields, the automatic port."""
-        mode = self.fields.get("supplier.mode", (None, None))[1]
-        if isinstance(mode, QComboBox):
-            mode.currentTextChanged.connect(self._supplier_mode_changed)
-            self._supplier_mode_changed(mode.currentText())
+        """Fields that follow another: ``enabled_when`` declarations, the automatic port."""
+        self._dependents: dict[str, list[str]] = {}
+        for key, (spec, _widget) in self.fields.items():
+            if spec.enabled_when is not None and spec.enabled_when[0] in self.fields:
+                self._dependents.setdefault(spec.enabled_when[0], []).append(key)
+        for controller_key in self._dependents:
+            changed = _changed_signal(self.fields[controller_key][1])
+            if changed is not None:
+                changed.connect(lambda *_args, k=controller_key: self._follow(k))
+            self._follow(controller_key)
         port = self.fields.get("mail.smtp_port", (None, None))[1]
         security = self.fields.get("mail.smtp_security", (None, None))[1]
         if isinstance(port, QSpinBox):
@@ -342,23 +508,29 @@ class SettingsDialog(QDialog):
             else:
                 port.setSpecialValueText("Automatic")
 
-    def _supplier_mode_changed(self, mode: str) -> None:
-        """Disable what only a custom supplier reads; stored values stay as they are."""
-        custom = mode == "custom"
-        for key in CUSTOM_SUPPLIER_ONLY:
-            if key not in self.fields:
-                continue
-            self.fields[key][1].setEnabled(custom)
+    def _follow(self, controller_key: str) -> None:
+        """Enable what reads only under the controller's current value; stored values
+        stay as they are."""
+        value = field_value(self.fields[controller_key][1])
+        current = str(value).lower() if isinstance(value, bool) else str(value)
+        for key in self._dependents.get(controller_key, []):
+            spec, widget = self.fields[key]
+            assert spec.enabled_when is not None
+            enabled = current == spec.enabled_when[1]
+            widget.setEnabled(enabled)
             for label in self._row_labels.get(key, []):
-                label.setEnabled(custom)
+                label.setEnabled(enabled)
 
     def _security_changed(self, security: str) -> None:
+        from swifty_desktop.integrations.mailer import SmtpConfig
+
         port = self.fields["mail.smtp_port"][1]
         if not isinstance(port, QSpinBox):
             return
-        usual = AUTOMATIC_SMTP_PORTS.get(security)
-        # the stored value stays 0: "Automatic" follows the security choice when sending
-        port.setSpecialValueText(f"Automatic ({usual})" if usual else "Automatic")
+        # the stored value stays 0: "Automatic" follows the security choice when sending,
+        # and the port shown is the one the mailer will use
+        usual = SmtpConfig(host="", security=security).effective_port
+        port.setSpecialValueText(f"Automatic ({usual})")
 
     def fit_to_pages(self) -> None:
         """Open as large as the longest page needs, so that no page scrolls; at most
@@ -370,19 +542,22 @@ class SettingsDialog(QDialog):
         self.layout().activate()
         outer = self.size() - self.pages.size()
         page_hint = QSize(0, 0)
-        for scroll in self._scrolls:
-            page_hint = page_hint.expandedTo(scroll.sizeHint())
+        for i in range(self.pages.count()):
+            page_hint = page_hint.expandedTo(self.pages.widget(i).sizeHint())
         tabs = self.pages.sizeHint() - page_hint
         chrome_w, chrome_h = outer.width() + tabs.width(), outer.height() + tabs.height()
         window = self.parentWidget().window() if self.parentWidget() is not None else self
         screen = window.screen().availableGeometry()
-        pages = [scroll.widget() for scroll in self._scrolls]
-        width = max([self.width()] + [p.sizeHint().width() + chrome_w for p in pages])
+        # a page: its scrolling fields, and the Test connection row under them (if any)
+        pages = [(scroll.widget(), footer.sizeHint() if footer is not None else QSize(0, 0))
+                 for scroll, footer in zip(self._scrolls, self._footers, strict=True)]
+        width = max([self.width()] + [max(p.sizeHint().width(), f.width()) + chrome_w
+                                      for p, f in pages])
         width = min(width, int(screen.width() * SCREEN_SHARE))
         inner = width - chrome_w
         height = max([self.height()] + [
             (p.heightForWidth(inner) if p.hasHeightForWidth() else p.sizeHint().height())
-            + chrome_h for p in pages])
+            + f.height() + chrome_h for p, f in pages])
         self.resize(width, min(height, int(screen.height() * SCREEN_SHARE)))
 
     def accept(self) -> None:
@@ -399,6 +574,21 @@ class SettingsDialog(QDialog):
             self.errorLabel.show()
             return
         super().accept()
+
+
+def _changed_signal(widget: QWidget) -> Any:
+    """The signal a settings field emits when its value changes (None: none known)."""
+    if isinstance(widget, QComboBox):
+        return widget.currentTextChanged
+    if isinstance(widget, QCheckBox):
+        return widget.toggled
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        return widget.valueChanged
+    if isinstance(widget, QLineEdit):
+        return widget.textChanged
+    if isinstance(widget, (PathField, SecretField)):
+        return widget.edit.textChanged
+    return None
 
 
 class WelcomeDialog(QDialog):

@@ -51,17 +51,22 @@ SETTINGS = register_group(
                     help="demo: a built-in supplier with generated products (works offline); "
                          "custom: the WooCommerce shop below"),
         SettingSpec("supplier.base_url", "Shop address",
+                    enabled_when=("supplier.mode", "custom"),
                     help="the supplier's WooCommerce shop, e.g. https://supplier.example.com"),
         SettingSpec("supplier.consumer_key", "Consumer key",
+                    enabled_when=("supplier.mode", "custom"),
                     help="ck_… from WooCommerce › Settings › Advanced › REST API (Read access)"),
         SettingSpec("supplier.consumer_secret", "Consumer secret", type="password",
+                    enabled_when=("supplier.mode", "custom"),
                     help="cs_…; kept in the system keyring, never in the database"),
         SettingSpec("supplier.name", "Supplier name",
+                    enabled_when=("supplier.mode", "custom"),
                     help="stored with its products; empty: the shop's address"),
         SettingSpec("supplier.currency", "Price currency", default="EUR",
                     help="the currency the supplier's prices are in (ISO code, e.g. EUR)"),
     ],
     description="Where Sync catalog reads products from. The demo supplier needs no setup.",
+    check="swifty_desktop.integrations.checks:check_supplier",
 )
 
 DISCONTINUED = "discontinued"

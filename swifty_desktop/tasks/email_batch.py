@@ -53,7 +53,9 @@ SETTINGS = register_group(
                     help="e.g. smtp.example.com; empty: messages are written as .eml files "
                          "to the outbox folder instead of being sent"),
         SettingSpec("mail.smtp_port", "Port", type="int", default=0, minimum=0, maximum=65535,
-                    help="0: the usual port (587 with STARTTLS, 465 with SSL, 25 without)"),
+                    help="Automatic: the usual port for the security choice (587 with "
+                         "STARTTLS, 465 with SSL, 25 without). Enter another port only if "
+                         "your provider asks for one; 0 is Automatic again."),
         SettingSpec("mail.smtp_security", "Security", type="choice", default="starttls",
                     choices=("starttls", "ssl", "none"),
                     help="starttls or ssl encrypt the connection; none only for a server on "
@@ -71,6 +73,7 @@ SETTINGS = register_group(
     ],
     description="How e-mail batches are sent. Without an SMTP server they go to the outbox "
                 "folder as .eml files you can open or forward.",
+    check="swifty_desktop.integrations.checks:check_smtp",
 )
 
 IN_JOB_TRIES = 3  # tries per message inside one attempt before the engine retries the job

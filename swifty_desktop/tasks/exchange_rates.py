@@ -30,6 +30,7 @@ SETTINGS = register_group(
                          "the European Central Bank's daily feed"),
     ],
     description="Where Update exchange rates reads the euro reference rates from.",
+    check="swifty_desktop.integrations.checks:check_rates_settings",
 )
 
 
