@@ -312,6 +312,7 @@ class MainWindow(QMainWindow):
             view.showJobRequested.connect(self.show_details)
         self.dock.add_tab(view, "Schedules", "schedule")
         self.schedules_view = view
+        self._restore_columns("schedules/columns", view.table)
 
     # ------------------------------------------------------------------- actions
     def run_action(self, spec: KindSpec, decl: Action, *, params: dict[str, Any] | None = None
@@ -419,11 +420,24 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         else:
             self.resizeDocks([self.dock], [300], Qt.Orientation.Vertical)
+        self._restore_columns("registry/columns", self.registry.jobsView)
 
     def save_layout(self) -> None:
         self.ui_settings.setValue("window/geometry", self.saveGeometry())
         self.ui_settings.setValue("window/state", self.saveState())
+        # column widths the user dragged (and the schedules' sort column) come back too
+        self.ui_settings.setValue("registry/columns",
+                                  self.registry.jobsView.horizontalHeader().saveState())
+        view = getattr(self, "schedules_view", None)
+        if view is not None:
+            self.ui_settings.setValue("schedules/columns",
+                                      view.table.horizontalHeader().saveState())
         self.ui_settings.sync()
+
+    def _restore_columns(self, key: str, table: Any) -> None:
+        state = self.ui_settings.value(key)
+        if state is not None:
+            table.horizontalHeader().restoreState(state)
 
     @Slot()
     def request_quit(self) -> None:

@@ -194,9 +194,11 @@ class RegistryPanel(QWidget):
         view.setItemDelegateForColumn(COL_PROGRESS, ProgressDelegate(view))
         view.setItemDelegateForColumn(COL_JOB, JobDelegate(view))
         header = view.horizontalHeader()
-        for col, width in ((COL_JOB, 320), (COL_TRIGGER, 180), (COL_STATUS, 110),
-                           (COL_PROGRESS, 220), (COL_STARTED, 80), (COL_FINISHED, 80),
-                           (COL_DURATION, 80)):
+        # the Result column takes the rest: on a 1280 px window about 300 px, enough
+        # for "1,035 e-mails written to the outbox"
+        for col, width in ((COL_JOB, 260), (COL_TRIGGER, 170), (COL_STATUS, 105),
+                           (COL_PROGRESS, 200), (COL_STARTED, 72), (COL_FINISHED, 72),
+                           (COL_DURATION, 68)):
             view.setColumnWidth(col, width)
         header.setSectionResizeMode(COL_RESULT, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(60)

@@ -55,6 +55,7 @@ JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 _ROOT = QModelIndex()
 REFRESH_MS = 150  # coalesce bursts of job events into one refresh
 TICK_MS = 30_000  # "next run" and back-off move on with time
+MESSAGE_MS = 10_000  # how long news under the table stays
 
 _STATUS_COLORS = {
     "queued": QColor("#546e7a"), "running": QColor("#1565c0"),
@@ -307,7 +308,7 @@ class SchedulesView(QWidget):
     # ------------------------------------------------------------------- layout
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(6, 6, 6, 6)  # as the Jobs tab's form
         layout.setSpacing(2)
         self.toolbar = QToolBar("Schedules", self)
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -453,9 +454,17 @@ class SchedulesView(QWidget):
 
     # ------------------------------------------------------------------ actions
     def show_message(self, text: str, *, error: bool = False) -> None:
+        """A line under the table; news ("Queued job #11 …") goes after a while, an
+        error stays until the next message."""
         self.messageLabel.setStyleSheet("color: #c62828;" if error else "")
         self.messageLabel.setText(text)
         self.messageLabel.setVisible(bool(text))
+        if text and not error:
+            QTimer.singleShot(MESSAGE_MS, self, lambda: self._expire_message(text))
+
+    def _expire_message(self, text: str) -> None:
+        if self.messageLabel.text() == text:  # a newer message stays
+            self.show_message("")
 
     @Slot()
     def run_selected(self) -> int | None:

@@ -275,7 +275,7 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                     "reached yet. A higher messages-per-minute limit in Settings › E-mail "
                     "makes big batches finish sooner.")
             ctx.progress(index / max(1, len(todo)),
-                         f"{index} of {len(todo)} messages: {row.recipient}")
+                         f"{index:,} of {len(todo):,} messages: {row.recipient}")
             customer = customers.get(row.customer_id or -1) or {"email": row.recipient}
             text_values, html_values = mailer.placeholder_values(
                 customer, orders.get(row.customer_id or -1, []), shop_name, today)
@@ -355,8 +355,8 @@ def email_batch(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         ctx.log(UNCERTAIN_POLICY)
     ctx.log(f"{len(rows)} recipients: {sent} sent now, {skipped} already sent earlier, "
             f"{len(failed)} failed, {len(uncertain)} uncertain")
-    ctx.progress(1.0, f"{sent + skipped} of {len(rows)} delivered"
-                      + (f", {len(failed)} failed" if failed else ""))
+    ctx.progress(1.0, f"{sent + skipped:,} of {len(rows):,} delivered"
+                      + (f", {len(failed):,} failed" if failed else ""))
     return result
 
 

@@ -1,0 +1,65 @@
+"""What the window remembers and lets go of: column widths, passing news."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import wait_until
+
+import swifty_desktop.gui.schedules_view as schedules_view
+from swifty_desktop.gui.main_window import MainWindow
+from swifty_desktop.gui.registry_model import COL_JOB, COL_RESULT, COL_TRIGGER
+from swifty_desktop.scheduling.service import SchedulerService
+from swifty_desktop.scheduling.store import ScheduleStore
+
+
+def test_registry_and_schedules_columns_come_back_as_the_user_left_them(
+        qtbot: Any, make_manager: Any, data_dir: Any, db: Any) -> None:
+    manager = make_manager(workers=1)
+    service = SchedulerService(ScheduleStore(db), manager, mode="manual")
+    service.start()
+    try:
+        first = MainWindow(manager, data_dir)
+        first.resize(1280, 800)
+        first.attach_scheduler(service)
+        first.show()
+        jobs = first.registry.jobsView
+        assert jobs.columnWidth(COL_JOB) == 260  # the defaults leave room for the result
+        assert jobs.columnWidth(COL_RESULT) >= 280
+        jobs.setColumnWidth(COL_TRIGGER, 333)
+        first.schedules_view.table.setColumnWidth(0, 222)
+        first.save_layout()
+        first.really_quit = True
+        first.close()
+
+        second = MainWindow(manager, data_dir)
+        second.attach_scheduler(service)
+        second.show()
+        assert second.registry.jobsView.columnWidth(COL_TRIGGER) == 333
+        assert second.schedules_view.table.columnWidth(0) == 222
+        second.really_quit = True
+        second.close()
+    finally:
+        service.shutdown()
+
+
+def test_news_under_the_schedules_goes_and_an_error_stays(qtbot: Any, make_manager: Any,
+                                                          db: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(schedules_view, "MESSAGE_MS", 50)
+    manager = make_manager(workers=1)
+    service = SchedulerService(ScheduleStore(db), manager, mode="manual")
+    service.start()
+    try:
+        view = schedules_view.SchedulesView(service, manager)
+        qtbot.addWidget(view)
+        view.show()
+        view.show_message("Queued job #11 for schedule 'Weekly sales report'.")
+        assert view.messageLabel.isVisible()
+        wait_until(qtbot, lambda: not view.messageLabel.isVisible(), timeout=5)
+        view.show_message("first news")
+        view.show_message("The schedule could not be saved: the name is taken.", error=True)
+        qtbot.wait(200)  # past both timers: the error is not cleared by the news's timer
+        assert view.messageLabel.isVisible()
+        assert view.messageLabel.text().startswith("The schedule could not be saved")
+    finally:
+        service.shutdown()
