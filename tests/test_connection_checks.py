@@ -6,10 +6,8 @@ off the GUI thread, also when it is closed before the answer arrives.
 
 from __future__ import annotations
 
-import gc
 import socket
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,23 +38,6 @@ def custom(shop_url: str, key: str = "ck_test_key", secret: str | None = "cs_tes
            **extra: Any) -> dict[str, Any]:
     return {"supplier.mode": "custom", "supplier.base_url": shop_url,
             "supplier.consumer_key": key, SECRET_KEY: secret, **extra}
-
-
-@pytest.fixture
-def collect_mailer_leftovers() -> Iterator[None]:
-    """Close here what the garbage collector would otherwise close in a later test."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
-# mailer.SmtpTransport._connect leaves its socket open when a step after connecting fails
-# (login refused, TLS failed): the garbage collector closes it later, with a
-# ResourceWarning.  Known, not this feature's to fix (see the commit message).
-def leaves_mailer_socket(test: Any) -> Any:
-    test = pytest.mark.filterwarnings("ignore::ResourceWarning")(test)
-    return pytest.mark.usefixtures("collect_mailer_leftovers")(test)
 
 
 @pytest.fixture
@@ -182,7 +163,6 @@ def test_smtp_check_connects_and_quits_without_sending() -> None:
     assert server.messages == [] and server.mail_count == 0
 
 
-@leaves_mailer_socket
 def test_smtp_check_logs_in_with_a_typed_or_a_stored_password() -> None:
     with MailServer(auth=("ana@shop.example", "s3cret")) as server:
         typed = check_smtp(mail(server, **{"mail.smtp_user": "ana@shop.example",
@@ -205,7 +185,6 @@ def test_smtp_check_logs_in_with_a_typed_or_a_stored_password() -> None:
     assert server.messages == []
 
 
-@leaves_mailer_socket
 def test_smtp_check_says_when_the_login_check_is_down_or_the_server_refuses_us() -> None:
     port = free_port()
     with MailServer(port, auth=("mailer", "pw"),
@@ -228,7 +207,6 @@ def test_smtp_check_needs_starttls_when_starttls_is_chosen() -> None:
     assert "choose security 'ssl'" in result.message
 
 
-@leaves_mailer_socket
 @pytest.mark.parametrize("mode", ["starttls", "ssl"])
 def test_smtp_check_encrypts_as_chosen_and_refuses_an_untrusted_certificate(
         tmp_path: Path, monkeypatch: Any, mode: str) -> None:
@@ -247,7 +225,6 @@ def test_smtp_check_encrypts_as_chosen_and_refuses_an_untrusted_certificate(
     assert server.logins == ["mailer"] and server.messages == []
 
 
-@leaves_mailer_socket
 def test_smtp_check_with_ssl_against_a_plain_server_says_which_setting_is_wrong() -> None:
     with MailServer() as server:
         result = check_smtp(mail(server, **{"mail.smtp_security": "ssl"}))

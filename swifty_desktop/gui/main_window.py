@@ -342,7 +342,11 @@ class MainWindow(QMainWindow):
         return job_id
 
     def open_settings(self) -> None:
-        SettingsDialog(self.settings_store, self).exec()
+        dialog = SettingsDialog(self.settings_store, self)
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()  # not one dialog per opening kept until the window goes
 
     def show_about(self) -> None:
         QMessageBox.about(

@@ -201,8 +201,7 @@ def check_smtp(values: Mapping[str, Any], stored_secret: SecretLookup | None = N
                         password=password, timeout=timeout)
     try:
         # the batch's own connection steps (EHLO, STARTTLS/SSL, login) and error wording
-        # (SmtpTransport has no public way to connect without sending)
-        conn = SmtpTransport(config)._connect()
+        conn = SmtpTransport(config).connect()
     except TaskError as exc:  # what the settings must fix: the mailer says what
         return _failed(str(exc))
     except Deferred as exc:

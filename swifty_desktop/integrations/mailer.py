@@ -18,6 +18,7 @@ could not confirm.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.policy
 import email.utils
@@ -298,7 +299,20 @@ class SmtpTransport:
         self._conn: smtplib.SMTP | None = None
 
     # -- connection ---------------------------------------------------------
-    def _connect(self) -> smtplib.SMTP:
+    def connect(self) -> smtplib.SMTP:
+        """A connection ready to send: connected, EHLO, STARTTLS or SSL as configured,
+        logged in if a user is set.  TaskError (fix the settings) or Deferred (try
+        later) otherwise — and then no socket is left open."""
+        opened: list[smtplib.SMTP] = []
+        try:
+            return self._connect(opened)
+        except BaseException:
+            for conn in opened:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            raise
+
+    def _connect(self, opened: list[smtplib.SMTP]) -> smtplib.SMTP:
         cfg = self.config
         where = cfg.where
         try:
@@ -308,6 +322,7 @@ class SmtpTransport:
                     context=ssl.create_default_context())
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.effective_port, timeout=cfg.timeout)
+            opened.append(conn)  # closed by connect() if a later step fails
             conn.ehlo_or_helo_if_needed()
             if cfg.security == "starttls":
                 if not conn.has_extn("starttls"):
@@ -397,7 +412,7 @@ class SmtpTransport:
         """
         where = self.config.where
         if self._conn is None:
-            self._conn = self._connect()
+            self._conn = self.connect()
         conn = self._conn
         payload = msg.as_bytes(policy=email.policy.SMTP)
         payload = re.sub(rb"(?m)^\.", b"..", payload)
