@@ -21,6 +21,8 @@ from swifty_desktop import APP_ID, APP_NAME, __version__, bootstrap
 
 log = logging.getLogger(__name__)
 
+Notice = tuple[str, str, str]  # ("information" | "warning", title, text)
+
 
 class SwiftyApp:
     """Owns the app's lifetime; not a god object: it wires services and widgets, then
@@ -28,8 +30,13 @@ class SwiftyApp:
 
     def __init__(self, data_dir: str | None, *, verbose: bool = False,
                  show_welcome: bool = True, argv: list[str] | None = None,
-                 crash_dialog: Callable[..., Any] | None = None) -> None:
-        """``crash_dialog(report, saved_to, parent)`` replaces the crash dialog (tests)."""
+                 crash_dialog: Callable[..., Any] | None = None,
+                 notice: Notice | None = None) -> None:
+        """``crash_dialog(report, saved_to, parent)`` replaces the crash dialog (tests);
+        ``notice`` is shown once the window is (how a restore that reopens the app says
+        how it went)."""
+        self._notice = notice
+        self.notice_box: Any = None
         self._data_dir_arg = data_dir
         self._verbose = verbose
         self._show_welcome = show_welcome
@@ -195,11 +202,31 @@ class SwiftyApp:
         self._init_window()
         self._init_notifications()
         self.window.show()
+        if self._notice is not None:
+            QTimer.singleShot(0, self._show_notice)
         log.info("window shown %.0f ms after start",
                  (time.perf_counter() - self.started_at) * 1000)
         if os.environ.get("SWIFTY_STARTUP_PROBE"):  # bench/startup.py
             self._probe_first_paint()
         QTimer.singleShot(0, self._start_background)
+
+    def _show_notice(self) -> None:
+        """A message box over the window, not blocking the event loop (``open``)."""
+        from PySide6.QtCore import Qt
+        from PySide6.QtWidgets import QMessageBox
+
+        if self._notice is None or self.window is None:
+            return
+        level, title, text = self._notice
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "notice: %s: %s",
+                title, text)
+        box = QMessageBox(QMessageBox.Icon.Warning if level == "warning"
+                          else QMessageBox.Icon.Information, title, text,
+                          QMessageBox.StandardButton.Ok, self.window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice_box = box
+        box.open()
 
     def _start_background(self) -> None:
         if self.manager is None or self._stopped:
@@ -239,9 +266,10 @@ class SwiftyApp:
             self.shutdown()
 
 
-def run_app(data_dir: str | None, *, verbose: bool = False) -> int:
-    """Entry point for ``swifty-desktop`` without a command."""
-    app = SwiftyApp(data_dir, verbose=verbose)
+def run_app(data_dir: str | None, *, verbose: bool = False,
+            notice: Notice | None = None) -> int:
+    """Entry point for ``swifty-desktop`` without a command (``notice``: see SwiftyApp)."""
+    app = SwiftyApp(data_dir, verbose=verbose, notice=notice)
     try:
         app.start()
     except bootstrap.StartupError as exc:

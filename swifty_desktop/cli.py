@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "in outputs/backups/ first, so a restore can be undone the same way.")
     p.add_argument("file", help="the backup file (a .db from outputs/backups/)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--wait-for-exit", type=int, metavar="PID", default=None,
+                   help="first wait (up to a minute) for process PID to end: the app that "
+                        "handed over the restore (File → Restore from backup…)")
+    p.add_argument("--then-start", action="store_true",
+                   help="open the app afterwards, saying how the restore went")
 
     for extension in _EXTENSIONS:
         extension(sub)
@@ -564,7 +569,66 @@ def _engines_using(db: Any) -> list[str]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """Put a backup back: checked first, the current database kept, the app closed."""
+    """Put a backup back: checked first, the current database kept, the app closed.
+
+    With ``--then-start`` (the app's File → Restore from backup… hands over to this)
+    the app opens afterwards in this process and shows the outcome, failure included:
+    nobody reads a terminal there.
+    """
+    if args.then_start:
+        from swifty_desktop import bootstrap
+        from swifty_desktop.app import Notice, run_app
+
+        notice: Notice
+        try:
+            result = _restore(args)
+        except Exception as exc:
+            message = _user_error(exc)
+            if message is None:
+                raise
+            notice = ("warning", "The backup was not restored",
+                      f"{message[0].upper()}{message[1:]}.")
+        else:
+            from pathlib import Path
+
+            counts = ", ".join(f"{n:,} {t}" for t, n in result["counts"].items())
+            text = f"{Path(result['restored']).name} is the database now: {counts}."
+            if result["kept"]:
+                text += (f"\n\nThe database as it was is kept in outputs/backups as "
+                         f"{Path(result['kept']).name}: File → Restore from backup… goes "
+                         "back to it.")
+            notice = ("information", "Backup restored", text)
+        bootstrap.close_logs(bootstrap.open_data_dir(args.data_dir).root)  # the app logs anew
+        return run_app(args.data_dir, verbose=args.verbose, notice=notice)
+    result = _restore(args)
+    if args.json:
+        _print_json(result)
+    else:
+        print(_restored_text(result))
+    return EXIT_OK
+
+
+def _restored_text(result: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n:,} {t}" for t, n in result["counts"].items())
+    text = f"Restored {result['restored']} into {result['database']}: {counts}."
+    if result["kept"]:
+        text += (f"\nThe database as it was is kept as {result['kept']}; restore that file "
+                 "the same way to undo.")
+    return text
+
+
+def _wait_for_exit(pid: int, timeout: float = 60.0) -> None:
+    from swifty_desktop.jobs.store import pid_alive
+
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise CliError(f"the app (pid {pid}) did not close within {timeout:.0f} s, so "
+                           "nothing was restored; close it and restore again")
+        time.sleep(0.1)
+
+
+def _restore(args: argparse.Namespace) -> dict[str, Any]:
     import datetime as dt
     from pathlib import Path
 
@@ -591,6 +655,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise CliError(f"{source} was written by a newer version of Swifty Desktop (schema "
                        f"'{info.revision}'; this version knows up to '{HEAD}'); install the "
                        "newer version to restore it")
+    if args.wait_for_exit is not None:
+        _wait_for_exit(args.wait_for_exit)
     with FileLock(str(folder.root / ".migrate.lock")).acquire(timeout=60):
         users = _engines_using(db) if db.exists() else []
         if users:
@@ -609,17 +675,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             raise CliError(f"{exc}; the database as it was is kept as {kept}: restore that "
                            "file the same way") from None
     bootstrap.open_database(folder).dispose()  # an older copy's schema is brought up to date
-    result = {"restored": str(source), "database": str(db), "counts": info.counts,
-              "kept": str(kept) if kept else None}
-    if args.json:
-        _print_json(result)
-        return EXIT_OK
-    counts = ", ".join(f"{n:,} {t}" for t, n in info.counts.items())
-    print(f"Restored {source} into {db}: {counts}.")
-    if kept:
-        print(f"The database as it was is kept as {kept}; restore that file the same way "
-              "to undo.")
-    return EXIT_OK
+    return {"restored": str(source), "database": str(db), "counts": info.counts,
+            "kept": str(kept) if kept else None}
 
 
 COMMANDS: dict[str, Any] = {"kinds": cmd_kinds, "jobs": cmd_jobs, "worker": cmd_worker,

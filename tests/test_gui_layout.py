@@ -63,3 +63,55 @@ def test_news_under_the_schedules_goes_and_an_error_stays(qtbot: Any, make_manag
         assert view.messageLabel.text().startswith("The schedule could not be saved")
     finally:
         service.shutdown()
+
+
+def _click_in(flow: Any, text: str) -> None:
+    box = flow.box
+    assert box is not None, "no question is showing"
+    for button in box.buttons():
+        if button.text().replace("&", "") == text:
+            button.click()
+            return
+    raise AssertionError(f"no button {text!r} in {[b.text() for b in box.buttons()]}")
+
+
+def test_restore_from_backup_checks_asks_and_hands_over_to_a_new_process(
+        qtbot: Any, make_manager: Any, data_dir: Any, db: Any, tmp_path: Any) -> None:
+    import os
+
+    from swifty_desktop.db.backup import copy_database
+    from swifty_desktop.gui.restore import RestoreFlow, relaunch_command
+
+    manager = make_manager(workers=1)
+    window = MainWindow(manager, data_dir)
+    window.show()
+    spawned: list[list[str]] = []
+    window.restore_flow = RestoreFlow(window, spawn=lambda argv: spawned.append(list(argv)))
+    quits: list[int] = []
+    window.quitRequested.connect(lambda: quits.append(1))
+    labels = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+    assert "&Restore from backup…" in labels
+
+    # not a backup: said so, nothing handed over
+    bad = tmp_path / "notes.db"
+    bad.write_text("hello", encoding="utf-8")
+    answers: list[Any] = []
+    window.restore_flow.checked.connect(answers.append)
+    window.restore_from_backup(bad)
+    wait_until(qtbot, lambda: answers, timeout=10)  # checked off the GUI thread
+    wait_until(qtbot, lambda: window.restore_flow.box is not None, timeout=5)
+    assert "is not an SQLite database" in window.restore_flow.box.text()
+    _click_in(window.restore_flow, "OK")
+    assert spawned == [] and quits == []
+
+    # a real backup: the question names what it holds; "Restore and restart" hands over
+    copy = tmp_path / "swifty-backup_2026-12-04_120000.db"
+    copy_database(data_dir.db_path, copy)
+    window.restore_from_backup(copy)
+    wait_until(qtbot, lambda: window.restore_flow.box is not None, timeout=10)
+    assert "jobs in the registry" in window.restore_flow.box.text()
+    _click_in(window.restore_flow, "Restore and restart")
+    assert spawned == [relaunch_command(data_dir.root, "restore", str(copy), "--wait-for-exit",
+                                        str(os.getpid()), "--then-start")]
+    assert quits == [1] and window.really_quit
+    window.close()

@@ -115,3 +115,53 @@ def test_a_copy_of_an_empty_data_directory_restores_into_a_new_one(tmp_path: Pat
     again = tmp_path / "again.db"
     info = copy_database(fresh / "swifty.db", again)
     assert info.counts["customers"] == 120 and info.revision is not None
+
+
+def test_the_restore_waits_for_the_app_that_handed_it_over(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    data, backup = seeded_dir(tmp_path)
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    reaper = threading.Thread(target=app.wait)  # an exited child is gone only once reaped
+    reaper.start()
+    started = time.monotonic()
+    proc = run_cli(data, "restore", str(backup), "--wait-for-exit", str(app.pid))
+    waited = time.monotonic() - started
+    reaper.join()
+    assert proc.returncode == 0, proc.stderr
+    assert app.returncode == 0 and waited >= 1.0  # it did not restore under the app
+
+
+def _log(data: Path) -> str:
+    return (data / "logs" / "swifty.log").read_text(encoding="utf-8")
+
+
+def test_then_start_opens_the_app_and_says_how_the_restore_went(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    data, backup = seeded_dir(tmp_path)
+    env = {**cli_env(), "SWIFTY_STARTUP_PROBE": "1"}  # the app quits after its first paint
+
+    def restore_and_start(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "swifty_desktop", "--data-dir", str(data),
+                               "restore", str(path), "--then-start"], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+
+    done = restore_and_start(backup)
+    assert done.returncode == 0, done.stderr
+    assert "WINDOW_SHOWN" in done.stdout  # the app opened after the restore
+    assert f"notice: Backup restored: {backup.name} is the database now: " in \
+        _log(data)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database", encoding="utf-8")
+    refused = restore_and_start(bad)
+    assert refused.returncode == 0 and "WINDOW_SHOWN" in refused.stdout  # opens anyway
+    assert ("notice: The backup was not restored: Cannot restore: "
+            f"{bad} is not an SQLite database") in _log(data)

@@ -8,6 +8,7 @@ the status bar.  Nothing here waits for a job.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer, QUrl, Signal, Slot
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self._stale_tables: set[str] = set()
         self._finished_elsewhere: set[int] = set()
         self._ack: tuple[int, str] | None = None  # (job, message) the status bar acknowledged
+        self.restore_flow: Any = None
         self._table_timer = QTimer(self, singleShot=True, interval=TABLE_REFRESH_MS)
         self._table_timer.timeout.connect(self._refresh_stale_tables)
 
@@ -258,8 +260,11 @@ class MainWindow(QMainWindow):
                 self.kind_actions[decl.label] = action
 
         file_menu = self._menu("File")
-        if file_menu.actions():
-            file_menu.addSeparator()
+        restore = file_menu.addAction(icon("restore"), "&Restore from backup…",
+                                      self.restore_from_backup)
+        restore.setStatusTip("Put a backup of the database back (the app closes and opens "
+                             "again)")
+        file_menu.addSeparator()
         settings = file_menu.addAction(icon("settings"), "&Settings…", self.open_settings)
         preferences = QKeySequence(QKeySequence.StandardKey.Preferences)
         # some desktops define no Preferences key: Ctrl+, is the common choice there
@@ -340,6 +345,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(ack, 8000)
         self._ack = (job_id, ack)  # cleared when that job finishes (see _on_job_finished)
         return job_id
+
+    def restore_from_backup(self, path: Path | None = None) -> Any:
+        """File → Restore from backup…: choose (or take ``path``), check, confirm, hand
+        over to a restoring process and quit.  Returns the flow (tests drive it)."""
+        from swifty_desktop.gui.restore import RestoreFlow
+
+        if self.restore_flow is None:
+            self.restore_flow = RestoreFlow(self)
+        if path is None:
+            self.restore_flow.choose()
+        else:
+            self.restore_flow.check(Path(path))
+        return self.restore_flow
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings_store, self)
