@@ -202,6 +202,9 @@ def describe_job(job: Any, store: Any) -> str:
         lines.append(f"  output      {job.output_path}" + (
             " (kept although the job failed; the error says what it holds)"
             if job.status.value == "failed" else ""))
+    did = _outcome(job) if job.status.value == "completed" else ""
+    if did:
+        lines.append(f"  done        {did}")
     if job.result is not None:
         lines.append(f"  result      {json.dumps(job.result, ensure_ascii=False)}")
     if job.error:
@@ -455,13 +458,18 @@ def _wait_for(svc: Any, job_id: int, args: argparse.Namespace) -> int:
     return EXIT_OK if job.status.value == "completed" else EXIT_JOB_FAILED
 
 
-def _summary(job: Any) -> str:
+def _outcome(job: Any) -> str:
+    """What a completed job did, in the words its kind declares ("" if it says nothing)."""
     from swifty_desktop.tasks import registry
 
+    spec = registry().get(job.kind)
+    return spec.outcome_text(job.result) if spec is not None else ""
+
+
+def _summary(job: Any) -> str:
     if job.status.value == "completed":
         text = f"Job #{job.id} completed in {_fmt_duration(job.duration)}: {job.title}"
-        spec = registry().get(job.kind)
-        did = spec.outcome_text(job.result) if spec is not None else ""
+        did = _outcome(job)
         if did:
             text += f"\n  done: {did}"
         if job.output_path:

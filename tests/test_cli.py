@@ -165,3 +165,5 @@ def test_a_relative_input_path_is_read_from_where_the_command_runs(tmp_path: Pat
                    f"path={here / 'products.csv'}", "--wait").stdout.splitlines()
     assert text[0].startswith("Job #2 completed in ")  # what it did, in words, first
     assert text[1] == "  done: 0 new and 1 updated products"
+    shown = run_cli(tmp_path / "data", "jobs", "show", "2").stdout.splitlines()
+    assert "  done        0 new and 1 updated products" in shown
