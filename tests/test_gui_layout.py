@@ -115,3 +115,21 @@ def test_restore_from_backup_checks_asks_and_hands_over_to_a_new_process(
                                         str(os.getpid()), "--then-start")]
     assert quits == [1] and window.really_quit
     window.close()
+
+
+def test_a_parameter_form_shows_each_fields_help_under_it(qtbot: Any) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from swifty_desktop.gui.forms import PARAM_DIALOG_WIDTH, ParamDialog
+    from swifty_desktop.tasks import get_kind
+
+    spec = get_kind("email_batch")
+    dialog = ParamDialog(spec, title="Send newsletter", ask=("template_file",))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    help_text = next(p.help for p in spec.params if p.name == "template_file")
+    hints = [w for w in dialog.findChildren(QLabel) if w.text() == help_text]
+    assert len(hints) == 1 and hints[0].isVisible()  # not only a tooltip
+    assert dialog.width() >= PARAM_DIALOG_WIDTH  # a path fits; the hint wraps in two lines
+    field = dialog.fields["template_file"]
+    assert field.width() >= 300

@@ -178,6 +178,22 @@ def field_value(widget: QWidget) -> Any:
     raise TypeError(f"no value for {widget!r}")
 
 
+def hint_label(text: str) -> QLabel:
+    """The grey line under a field that says what to put in it (visible, not only a
+    tooltip: nobody hovers to find out what a form wants)."""
+    hint = QLabel(text)
+    hint.setWordWrap(True)
+    # under its field: QFormLayout gives a wrapped label a line more than it needs, and
+    # centred text would float between two rows
+    hint.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    # greyer when its field is disabled (a plain colour would hide that)
+    hint.setStyleSheet("QLabel { color: #607d8b; } QLabel:disabled { color: #b0bec5; }")
+    return hint
+
+
+PARAM_DIALOG_WIDTH = 520  # room for a path and a two-line hint
+
+
 class ParamDialog(QDialog):
     """Asks for a kind's parameters and validates them before anything is queued."""
 
@@ -210,11 +226,15 @@ class ParamDialog(QDialog):
                            + ("" if not param.required else " *"))
             label.setToolTip(param.help)
             form.addRow(label, widget)
+            if param.help:
+                form.addRow("", hint_label(param.help))
             self.fields[param.name] = widget
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.buttonBox.button(QDialogButtonBox.StandardButton.Ok).setText("Queue job")
         self.buttonBox.accepted.connect(self.accept)
         self.buttonBox.rejected.connect(self.reject)
         self.params: dict[str, Any] = {}
+        self.setMinimumWidth(PARAM_DIALOG_WIDTH)  # adjustSize alone shrinks to the labels
         self.adjustSize()
 
     def raw_values(self) -> dict[str, Any]:
@@ -367,14 +387,7 @@ class SettingsDialog(QDialog):
                 form.addRow(label, widget)
                 self._row_labels[spec.key] = [label]
                 if help_text:
-                    hint = QLabel(help_text)
-                    hint.setWordWrap(True)
-                    # under its field: QFormLayout gives a wrapped label a line more
-                    # than it needs, and centred text would float between two rows
-                    hint.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-                    # greyer when its field is disabled (a plain colour would hide that)
-                    hint.setStyleSheet("QLabel { color: #607d8b; } "
-                                       "QLabel:disabled { color: #b0bec5; }")
+                    hint = hint_label(help_text)
                     form.addRow("", hint)
                     self._row_labels[spec.key].append(hint)
                 self.fields[spec.key] = (spec, widget)

@@ -1403,7 +1403,8 @@ def _outcome(result: Mapping[str, Any]) -> str:
     params=(
         Param("path", "path", required=True, label="CSV file", path_mode="open",
               file_filter="CSV files (*.csv *.txt *.tsv);;All files (*)",
-              help="the CSV file to import"),
+              help="a header row, then one product (sku, name, price…) or customer (email, "
+                   "name…) per row; as Excel saves it or as an export wrote it"),
         Param("table", "choice", default="products", choices=TABLES, label="Import into",
               help="products (matched by sku) or customers (matched by e-mail)"),
         Param("mode", "choice", default="skip_invalid", choices=MODES, label="Invalid rows",
