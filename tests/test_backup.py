@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -49,6 +50,9 @@ def test_a_backup_job_writes_a_checked_single_file_copy(make_manager, db, data_d
     # in the copy this very job reads as done and no engine is registered, so a
     # restored copy starts clean instead of "recovering" the backup job
     assert query(copy, f"SELECT status FROM jobs WHERE id = {job_id}") == [("completed",)]
+    (stored,) = query(copy, f"SELECT result FROM jobs WHERE id = {job_id}")[0]
+    in_copy = json.loads(stored)  # so a restored registry says what this backup held
+    assert in_copy["counts"]["orders"] == 600 and in_copy["bytes"] == copy.stat().st_size
     assert query(copy, "SELECT count(*) FROM engines") == [(0,)]
     spec = get_kind("backup")
     assert spec.outcome_text(job.result).endswith(

@@ -14,6 +14,7 @@ restore`` both use it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -95,11 +96,20 @@ def copy_database(source: Path, target: Path, *, job_id: int | None = None,
                 if "engines" in tables:
                     dst.execute("DELETE FROM engines")
                 if job_id is not None and "jobs" in tables:
+                    # what the job will report, as far as the copy knows it (its size
+                    # once the journal is gone: pages in use times the page size)
+                    counts = {t: int(dst.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])
+                              for t in COUNTED if t in tables}
+                    pages = dst.execute("PRAGMA page_count").fetchone()[0]
+                    size = dst.execute("PRAGMA page_size").fetchone()[0]
                     now = time.time()
                     dst.execute("UPDATE jobs SET status = 'completed', finished_at = ?, "
                                 "updated_at = ?, progress = 1.0, engine_id = NULL, "
-                                "lease_until = NULL, message = 'This backup' WHERE id = ?",
-                                (now, now, job_id))
+                                "lease_until = NULL, message = 'This backup', result = ? "
+                                "WHERE id = ?",
+                                (now, now, json.dumps({"counts": counts,
+                                                       "bytes": int(pages) * int(size)}),
+                                 job_id))
         finally:
             dst.close()
     finally:
