@@ -14,10 +14,11 @@ point's module, and they must stay light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from swifty_desktop import __version__
@@ -625,6 +626,19 @@ def _restored_text(result: dict[str, Any]) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _alone_on(root: Any) -> Iterator[None]:
+    """No engine runs on ``root`` during the block (one starting meanwhile waits)."""
+    from swifty_desktop.jobs.inuse import InUse, exclusive_use
+
+    try:
+        with exclusive_use(root):
+            yield
+    except InUse as exc:
+        raise CliError(f"{exc}; close the app and stop any `swifty-desktop worker` on it, "
+                       "then restore again") from None
+
+
 def _wait_for_exit(pid: int, timeout: float = 60.0) -> None:
     from swifty_desktop.jobs.store import pid_alive
 
@@ -666,22 +680,24 @@ def _restore(args: argparse.Namespace) -> dict[str, Any]:
     if args.wait_for_exit is not None:
         _wait_for_exit(args.wait_for_exit)
     with FileLock(str(folder.root / ".migrate.lock")).acquire(timeout=60):
-        users = _engines_using(db) if db.exists() else []
+        users = _engines_using(db) if db.exists() else []  # names them, where it can
         if users:
             raise CliError(f"the data directory {folder.root} is in use by "
                            f"{', '.join(users)}; close the app and stop any "
                            "`swifty-desktop worker` on it, then restore again")
-        kept = None
-        if db.exists():
-            stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
-            kept = unique_path(folder.outputs / "backups" / f"swifty-before-restore_{stamp}.db")
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            copy_database(db, kept)
-        try:
-            restore_into(source, db)
-        except BackupError as exc:
-            raise CliError(f"{exc}; the database as it was is kept as {kept}: restore that "
-                           "file the same way") from None
+        with _alone_on(folder.root):  # and none starts until the restore is done
+            kept = None
+            if db.exists():
+                stamp = dt.datetime.now().strftime("%Y-%m-%d_%H%M%S")
+                kept = unique_path(folder.outputs / "backups" /
+                                   f"swifty-before-restore_{stamp}.db")
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                copy_database(db, kept)
+            try:
+                restore_into(source, db)
+            except BackupError as exc:
+                raise CliError(f"{exc}; the database as it was is kept as {kept}: restore "
+                               "that file the same way") from None
     bootstrap.open_database(folder).dispose()  # an older copy's schema is brought up to date
     return {"restored": str(source), "database": str(db), "counts": info.counts,
             "kept": str(kept) if kept else None}

@@ -165,3 +165,42 @@ def test_then_start_opens_the_app_and_says_how_the_restore_went(tmp_path: Path) 
     assert refused.returncode == 0 and "WINDOW_SHOWN" in refused.stdout  # opens anyway
     assert ("notice: The backup was not restored: Cannot restore: "
             f"{bad} is not an SQLite database") in _log(data)
+
+
+def test_a_running_engine_holds_the_data_directory_even_without_its_engine_row(
+        make_manager, db, data_dir, qtbot) -> None:
+    """The engines table can be read before an app registers; the lock cannot be missed."""
+    manager = make_manager()
+    job = wait_final(qtbot, manager, manager.submit("backup", {}))
+    with sqlite3.connect(data_dir.db_path) as conn:
+        conn.execute("DELETE FROM engines")  # as if the app had not registered yet
+    conn.close()
+    proc = run_cli(data_dir.root, "restore", job.output_path)
+    assert proc.returncode == 2
+    assert "an engine (the app, a `swifty-desktop worker` or a command waiting for a job) " \
+        f"is running on {data_dir.root}" in proc.stderr
+    manager.stop()  # the engine's hold goes with it
+    done = run_cli(data_dir.root, "restore", job.output_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_engine_starting_during_a_restore_waits_for_it(data_dir, tmp_path) -> None:
+    import time
+
+    from swifty_desktop.jobs.inuse import EngineUse, InUse, exclusive_use
+
+    engine = EngineUse(data_dir.root)
+    with exclusive_use(data_dir.root):  # a restore at work
+        started = time.monotonic()
+        assert engine.acquire(timeout=0.3) is False  # it waited, and got nothing
+        assert time.monotonic() - started >= 0.3
+    assert engine.acquire(timeout=0.3) is True  # the restore is done: it starts
+    try:
+        with exclusive_use(data_dir.root):
+            raise AssertionError("a restore must not get the directory from a running engine")
+    except InUse:
+        pass
+    finally:
+        engine.release()
+    with exclusive_use(data_dir.root):
+        pass  # released: free again

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine
 from swifty_desktop.db.engine import BUSY_TIMEOUT_S, checkpoint_wal
 from swifty_desktop.jobs import secrets
 from swifty_desktop.jobs.dispatch import Dispatcher
+from swifty_desktop.jobs.inuse import EngineUse
 from swifty_desktop.jobs.model import FINAL_STATES, JobError, JobRecord, JobStatus, Trigger
 from swifty_desktop.jobs.pool import WorkerPool
 from swifty_desktop.jobs.runner import EngineServices, JobRunner, RunnerSignals
@@ -118,6 +119,7 @@ class JobManager(QObject):
         super().__init__(parent)
         self.store = JobStore(engine)
         self.data_dir = data_dir
+        self._use = EngineUse(data_dir.root)  # held while started: see jobs/inuse.py
         self.engine_id = new_engine_id(role)
         self.role = role
         self.max_workers = max(1, int(workers or os.cpu_count() or 1))
@@ -174,6 +176,9 @@ class JobManager(QObject):
         if self._started:
             return []
         self._started = True
+        if not self._use.acquire():  # a restore of this data directory is under way
+            log.error("the data directory %s stayed locked by a restore for a minute; "
+                      "starting anyway", self.data_dir.root)
         self.store.register_engine(self.engine_id, self.role)
         recovered = self._recover()
         self.pool.start()
@@ -254,6 +259,7 @@ class JobManager(QObject):
                 self.jobChanged.emit(job_id)
                 self.jobFinished.emit(job_id, JobStatus.INTERRUPTED.value)
         self.store.unregister_engine(self.engine_id)
+        self._use.release()
         self._started = False
 
     @property
