@@ -560,21 +560,19 @@ def run_gui(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- main
 def _engines_using(db: Any) -> list[str]:
     """The engines (app, worker, CLI) that still use the database file ``db``."""
-    import sqlite3
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from swifty_desktop.jobs.store import engine_gone
+    from swifty_desktop.db import make_engine
+    from swifty_desktop.jobs.store import JobStore
 
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    engine = make_engine(db)
     try:
-        rows = conn.execute("SELECT id, role, pid, started_at, heartbeat_at FROM engines"
-                            ).fetchall()
-    except sqlite3.DatabaseError:  # no engines table: nothing of ours ever ran on it
-        rows = []
+        live = JobStore(engine).live_engines()
+    except SQLAlchemyError:  # no engines table: nothing of ours ever ran on it
+        live = []
     finally:
-        conn.close()
-    now = time.time()
-    return [f"the {role} (pid {pid})" for engine_id, role, pid, started, beat in rows
-            if engine_gone(engine_id, (beat or 0) + 120.0, started, now) is None]
+        engine.dispose()
+    return [f"the {e['role']} (pid {e['pid']})" for e in live]
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -600,8 +598,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         else:
             from pathlib import Path
 
-            counts = ", ".join(f"{n:,} {t}" for t, n in result["counts"].items())
-            text = f"{Path(result['restored']).name} is the database now: {counts}."
+            from swifty_desktop.db.backup import describe_counts
+
+            text = (f"{Path(result['restored']).name} is the database now: "
+                    f"{describe_counts(result['counts'], zeros=True)}.")
             if result["kept"]:
                 text += (f"\n\nThe database as it was is kept in outputs/backups as "
                          f"{Path(result['kept']).name}: File → Restore from backup… goes "
@@ -618,8 +618,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _restored_text(result: dict[str, Any]) -> str:
-    counts = ", ".join(f"{n:,} {t}" for t, n in result["counts"].items())
-    text = f"Restored {result['restored']} into {result['database']}: {counts}."
+    from swifty_desktop.db.backup import describe_counts
+
+    text = (f"Restored {result['restored']} into {result['database']}: "
+            f"{describe_counts(result['counts'], zeros=True)}.")
     if result["kept"]:
         text += (f"\nThe database as it was is kept as {result['kept']}; restore that file "
                  "the same way to undo.")

@@ -106,3 +106,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, message: str =
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {message or predicate}")
+
+
+def job_record(**changes: Any) -> Any:
+    """A completed JobRecord as a finished row reads (``changes`` replace fields): for
+    code that only reads records (notifications, the registry's texts)."""
+    import dataclasses
+
+    from swifty_desktop.jobs.model import JobRecord, JobStatus, Trigger
+
+    base = JobRecord(id=1, kind="noop", title="Job", status=JobStatus.COMPLETED,
+                     trigger=Trigger("api"), params={}, attempt=1, retry_of=None, root_id=None,
+                     superseded_by=None, schedule_id=None, created_at=0, started_at=0,
+                     finished_at=1, updated_at=1, not_before=None, progress=1.0, message="",
+                     output_path=None, result=None, error=None, checkpoint=None,
+                     engine_id=None, lease_until=None, cancel_requested=False)
+    return dataclasses.replace(base, **changes)

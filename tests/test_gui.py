@@ -816,15 +816,11 @@ def test_notifications_say_what_a_sync_and_a_batch_left_undecided() -> None:
     """A sync's skipped SKUs and a batch's uncertain recipients are in the message."""
     import dataclasses
 
-    from swifty_desktop.gui.notifier import outcome_text
-    from swifty_desktop.jobs.model import JobRecord, JobStatus, Trigger
+    from helpers import job_record
 
-    base = JobRecord(id=1, kind="catalog_sync", title="Sync", status=JobStatus.COMPLETED,
-                     trigger=Trigger("api"), params={}, attempt=1, retry_of=None, root_id=None,
-                     superseded_by=None, schedule_id=None, created_at=0, started_at=0,
-                     finished_at=1, updated_at=1, not_before=None, progress=1.0, message="",
-                     output_path=None, result=None, error=None, checkpoint=None,
-                     engine_id=None, lease_until=None, cancel_requested=False)
+    from swifty_desktop.gui.notifier import outcome_text
+
+    base = job_record(kind="catalog_sync", title="Sync")
     sync = dataclasses.replace(base, result={"inserted": 3, "updated": 1, "conflict_count": 2})
     assert "2 skipped (their SKU belongs to another supplier's product)" in outcome_text(sync)
     batch = dataclasses.replace(base, kind="email_batch", result={

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_final, wait_until
+from helpers import job_record
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSystemTrayIcon, QVBoxLayout, QWidget
 
@@ -23,15 +24,10 @@ from swifty_desktop.gui.notifier import (
     outcome_text,
 )
 from swifty_desktop.gui.registry_model import COL_RESULT, JobTableModel, result_summary
-from swifty_desktop.jobs.model import JobError, JobRecord, JobStatus, Trigger
+from swifty_desktop.jobs.model import JobError, JobRecord, JobStatus
 from swifty_desktop.tasks import KindSpec, get_kind, registry
 
-BASE = JobRecord(id=1, kind="noop", title="Job", status=JobStatus.COMPLETED,
-                 trigger=Trigger("api"), params={}, attempt=1, retry_of=None, root_id=None,
-                 superseded_by=None, schedule_id=None, created_at=0, started_at=0,
-                 finished_at=1, updated_at=1, not_before=None, progress=1.0, message="",
-                 output_path=None, result=None, error=None, checkpoint=None,
-                 engine_id=None, lease_until=None, cancel_requested=False)
+BASE = job_record()
 
 
 def job(kind: str, result: Any = None, **changes: Any) -> JobRecord:

@@ -38,6 +38,20 @@ class CopyInfo:
     seconds: float = 0.0
 
 
+def describe_counts(counts: dict[str, int], *, zeros: bool = False) -> str:
+    """"5,000 products, 3,000 customers and 40,000 orders" (zero counts left out,
+    unless ``zeros``: what a backup holds says "0 jobs" too)."""
+    parts = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n or zeros]
+    if not parts:
+        return "no data"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _counts(conn: sqlite3.Connection, tables: set[str]) -> dict[str, int]:
+    return {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])
+            for t in COUNTED if t in tables}
+
+
 def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
@@ -62,8 +76,7 @@ def inspect_copy(path: Path) -> CopyInfo:
             raise BackupError(f"{path} is an SQLite database, but not one of Swifty Desktop "
                               "(it has no jobs table)")
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        counts = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])
-                  for t in COUNTED if t in tables}
+        counts = _counts(conn, tables)
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"{path} cannot be read as a database: {exc}") from exc
     finally:
@@ -98,8 +111,7 @@ def copy_database(source: Path, target: Path, *, job_id: int | None = None,
                 if job_id is not None and "jobs" in tables:
                     # what the job will report, as far as the copy knows it (its size
                     # once the journal is gone: pages in use times the page size)
-                    counts = {t: int(dst.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])
-                              for t in COUNTED if t in tables}
+                    counts = _counts(dst, tables)
                     pages = dst.execute("PRAGMA page_count").fetchone()[0]
                     size = dst.execute("PRAGMA page_size").fetchone()[0]
                     now = time.time()

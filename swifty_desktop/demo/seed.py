@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, delete, func, insert, select
 
+from swifty_desktop.db.backup import describe_counts
 from swifty_desktop.db.engine import write_transaction
 from swifty_desktop.db.models import Customer, Order, OrderLine, Product
 
@@ -99,13 +100,6 @@ class SeedResult:
 
 
 Progress = Callable[[float, str], None]
-
-
-def describe_counts(counts: dict[str, int]) -> str:
-    parts = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n]
-    if not parts:
-        return "no data"
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def business_counts(engine: Engine) -> dict[str, int]:

@@ -4,17 +4,19 @@ A kind declares its parameters (name, type, default, help, choices...); the
 parameter dialog shows one field per parameter and validates with the kind's own
 ``validate`` before anything is queued.  Settings pages are generated the same
 way from ``swifty_desktop.settings`` groups, with a *Test connection* button on a
-page whose group declares a check (run off the GUI thread by :class:`SettingsCheck`).
+page whose group declares a check (run off the GUI thread by a
+:class:`~swifty_desktop.gui.background.BackgroundCall`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,6 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from swifty_desktop import settings as settings_mod
+from swifty_desktop.gui import background
+from swifty_desktop.gui.background import BackgroundCall
 from swifty_desktop.gui.registry_model import STATUS_COLORS
 from swifty_desktop.gui.uitools import icon, load_form
 from swifty_desktop.jobs.model import JobStatus
@@ -279,59 +283,25 @@ CHECK_TIP = ("Try the values on this page now, as typed (before you save), with 
 CHECK_COLORS = {"ok": STATUS_COLORS[JobStatus.COMPLETED].name(),
                 "failed": STATUS_COLORS[JobStatus.FAILED].name(), "neutral": "#607d8b"}
 
-_RUNNING_CHECKS: set[SettingsCheck] = set()  # started checks, referenced until they end
-
-
-class CheckSignals(QObject):
-    """What a :class:`SettingsCheck` reports: (token, ok, message, contacted)."""
-
-    finished = Signal(int, bool, str, bool)
-
-
-class SettingsCheck(QRunnable):
-    """Runs a settings group's check (``module:function``) on a QThreadPool thread.
-
-    It holds the values to try and a secret lookup, never a widget; the result goes
-    out through :attr:`signals` (a queued connection to whoever listens), and the
-    check is kept referenced in a module-level set until it ends, so closing the
-    dialog that started it neither stops nor breaks it.
-    """
-
-    def __init__(self, token: int, reference: str, values: Mapping[str, Any],
-                 stored_secret: Callable[[str], str | None]) -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # Python owns it: the set below keeps it until it ends
-        self.token = token
-        self.reference = reference
-        self.values = dict(values)
-        self.stored_secret = stored_secret
-        self.signals = CheckSignals()
-
-    def start(self, pool: QThreadPool | None = None) -> None:
-        _RUNNING_CHECKS.add(self)
-        (pool or QThreadPool.globalInstance()).start(self)
-
-    def run(self) -> None:  # on a pool thread
-        try:
-            try:
-                check = settings_mod.resolve_check(self.reference)
-                result = check(self.values, self.stored_secret)
-                ok, message = bool(result.ok), str(result.message)
-                contacted = bool(getattr(result, "contacted", True))
-            except Exception as exc:  # a fault in the check itself, not in the settings
-                log.exception("the settings check %s failed", self.reference)
-                ok, contacted = False, True
-                message = (f"The test itself failed ({type(exc).__name__}: {exc}). That is a "
-                           "fault in Swifty Desktop, not in your settings; the log file has "
-                           "the details for a bug report.")
-            self.signals.finished.emit(self.token, ok, message, contacted)
-        finally:
-            _RUNNING_CHECKS.discard(self)
+def run_settings_check(token: int, reference: str, values: Mapping[str, Any],
+                       stored_secret: Callable[[str], str | None]
+                       ) -> tuple[int, bool, str, bool]:
+    """A settings group's check (``module:function``) with these values: (token, ok,
+    message, contacted).  Runs on a pool thread (see :class:`SettingsDialog`)."""
+    try:
+        result = settings_mod.resolve_check(reference)(dict(values), stored_secret)
+        return (token, bool(result.ok), str(result.message),
+                bool(getattr(result, "contacted", True)))
+    except Exception as exc:  # a fault in the check itself, not in the settings
+        log.exception("the settings check %s failed", reference)
+        return (token, False, f"The test itself failed ({type(exc).__name__}: {exc}). That "
+                "is a fault in Swifty Desktop, not in your settings; the log file has the "
+                "details for a bug report.", True)
 
 
 def running_checks() -> int:
-    """How many settings checks are still running (for shutdown and tests)."""
-    return len(_RUNNING_CHECKS)
+    """How many settings checks (and other background calls) are still running."""
+    return background.running()
 
 
 class SettingsDialog(QDialog):
@@ -341,7 +311,7 @@ class SettingsDialog(QDialog):
     stored, and offers to replace or remove it.  The dialog opens as large as its
     longest page needs (within the screen); a page scrolls only on a small screen.
     A group that declares a check gets a *Test connection* button: it tries the
-    values in the form, saved or not, off the GUI thread (:class:`SettingsCheck`);
+    values in the form, saved or not, off the GUI thread (:func:`run_settings_check`);
     a result that arrives after the dialog closed is dropped.
     """
 
@@ -468,18 +438,19 @@ class SettingsDialog(QDialog):
         if not button.isEnabled():
             return  # one at a time per page
         self._tokens += 1
-        check = SettingsCheck(self._tokens, self._groups[name].check, self.group_values(name),
-                              self.store.get_secret)
-        check.signals.finished.connect(self._check_finished,
-                                       Qt.ConnectionType.QueuedConnection)
+        check = BackgroundCall(functools.partial(
+            run_settings_check, self._tokens, self._groups[name].check,
+            self.group_values(name), self.store.get_secret), name=f"check of {name}")
+        check.done.connect(self._check_finished, Qt.ConnectionType.QueuedConnection)
         self._pending[self._tokens] = name
         button.setEnabled(False)
         button.setText(CHECK_BUSY)
         result.hide()
         check.start()
 
-    @Slot(int, bool, str, bool)
-    def _check_finished(self, token: int, ok: bool, message: str, contacted: bool) -> None:
+    @Slot(object)
+    def _check_finished(self, answer: tuple[int, bool, str, bool]) -> None:
+        token, ok, message, contacted = answer
         name = self._pending.pop(token, None)
         if name is None:  # the dialog was closed meanwhile: nobody is waiting for it
             return

@@ -10,6 +10,7 @@ else uses the data directory) and opens the app again, which says how it went.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -18,13 +19,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from swifty_desktop.gui.background import BackgroundCall
+
 log = logging.getLogger(__name__)
-
-_RUNNING: set[QRunnable] = set()  # inspections in flight, kept alive until they end
-
 
 def relaunch_command(data_dir: Path, *args: str) -> list[str]:
     """How to start this very installation again (a frozen bundle, or Python)."""
@@ -40,34 +40,17 @@ def spawn_detached(argv: Sequence[str]) -> None:
                      stderr=subprocess.DEVNULL)
 
 
-class _InspectSignals(QObject):
-    done = Signal(object)  # CopyInfo
-    failed = Signal(str)
+def inspect(path: Path) -> tuple[Path, Any]:
+    """(path, its CopyInfo) or (path, what is wrong with it); on a pool thread."""
+    from swifty_desktop.db.backup import BackupError, inspect_copy
 
-
-class _Inspect(QRunnable):
-    """Reads and checks a backup file on a pool thread (never the GUI's)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # Python owns it; _RUNNING keeps it until it ends
-        self.path = path
-        self.signals = _InspectSignals()
-
-    def run(self) -> None:
-        from swifty_desktop.db.backup import BackupError, inspect_copy
-
-        try:
-            info = inspect_copy(self.path)
-        except BackupError as exc:
-            self.signals.failed.emit(str(exc))
-        except Exception as exc:  # a fault here must not vanish on a pool thread
-            log.exception("checking the backup %s failed", self.path)
-            self.signals.failed.emit(f"{self.path} could not be checked ({exc})")
-        else:
-            self.signals.done.emit(info)
-        finally:
-            _RUNNING.discard(self)
+    try:
+        return path, inspect_copy(path)
+    except BackupError as exc:
+        return path, str(exc)
+    except Exception as exc:  # a fault here must not leave the user waiting
+        log.exception("checking the backup %s failed", path)
+        return path, f"{path} could not be checked ({exc})"
 
 
 class RestoreFlow(QObject):
@@ -97,13 +80,18 @@ class RestoreFlow(QObject):
     def check(self, path: Path) -> None:
         """Check ``path`` in the background; then ask (or say what is wrong with it)."""
         self.window.statusBar().showMessage(f"Checking {path.name}…", 10_000)
-        job = _Inspect(path)
-        job.signals.done.connect(lambda info, p=path: self._confirm(p, info))
-        job.signals.failed.connect(self._refuse)
-        _RUNNING.add(job)
-        QThreadPool.globalInstance().start(job)
+        call = BackgroundCall(functools.partial(inspect, path), name=f"check of {path}")
+        call.done.connect(self._checked, Qt.ConnectionType.QueuedConnection)
+        call.start()
 
-    @Slot(str)
+    @Slot(object)
+    def _checked(self, answer: tuple[Path, Any]) -> None:
+        path, info = answer
+        if isinstance(info, str):
+            self._refuse(info)
+        else:
+            self._confirm(path, info)
+
     def _refuse(self, message: str) -> None:
         self.window.statusBar().clearMessage()  # "Checking …" is answered
         self.checked.emit(message)
@@ -121,11 +109,12 @@ class RestoreFlow(QObject):
                          f"(schema '{info.revision}'; this version knows up to '{HEAD}'); "
                          "install the newer version to restore it")
             return
+        from swifty_desktop.db.backup import describe_counts
+
         nouns = {"products": "products", "customers": "customers", "orders": "orders",
                  "jobs": "jobs in the registry"}
-        parts = [f"{info.counts[t]:,} {n}" for t, n in nouns.items() if t in info.counts]
-        holds = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else \
-            "".join(parts) or "no rows of the main tables"
+        holds = describe_counts({n: info.counts[t] for t, n in nouns.items()
+                                 if t in info.counts}, zeros=True)
         self._ask(QMessageBox.Icon.Question, "Restore from backup?",
                   f"{path.name} holds {holds}.\n\nSwifty Desktop closes, puts this copy in "
                   "place of the current database, and opens again. The current database is "

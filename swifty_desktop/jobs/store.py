@@ -696,11 +696,16 @@ class JobStore:
                 .returning(jobs.c.id)
             ).scalars())
 
-    def live_engines(self, stale_after: float) -> list[dict[str, Any]]:
+    def live_engines(self, lease_s: float = 120.0) -> list[dict[str, Any]]:
+        """The registered engines still alive, by :func:`engine_gone`'s rule (an engine
+        of this machine while its process runs; one elsewhere while its heartbeat is
+        younger than ``lease_s``)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(engines)).mappings().all()
         now = _now()
-        return [dict(r) for r in rows if now - r["heartbeat_at"] <= stale_after]
+        return [dict(r) for r in rows
+                if engine_gone(r["id"], r["heartbeat_at"] + lease_s, r["started_at"], now)
+                is None]
 
     def recover(self, own_engine_id: str) -> list[JobRecord]:
         """Mark ``running`` jobs whose engine is gone as ``interrupted``; return them.

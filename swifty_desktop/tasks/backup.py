@@ -78,7 +78,7 @@ def _outcome(result: Mapping[str, Any]) -> str:
 )
 def backup(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     """Write a consistent copy of the app database; returns its size and row counts."""
-    from swifty_desktop.db.backup import BackupError, copy_database
+    from swifty_desktop.db.backup import BackupError, copy_database, describe_counts
 
     source = sqlite_path(ctx.database_url())
     name = str(params.get("path") or "") or \
@@ -95,7 +95,7 @@ def backup(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     ctx.check_cancelled()
     result = {"counts": copy.counts, "bytes": copy.bytes, "seconds": copy.seconds}
     ctx.log(f"Copied {source.name} ({copy.bytes / 1e6:,.1f} MB) in {copy.seconds:.1f} s: "
-            + ", ".join(f"{n:,} {t}" for t, n in copy.counts.items()))
+            f"{describe_counts(copy.counts, zeros=True)}")
     removed = []
     keep = int(params.get("keep", 10))
     if not params.get("path") and keep > 0:
